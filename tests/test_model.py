@@ -1,0 +1,165 @@
+"""The memory transformer: attention rules, incremental inference equivalence, gradient flow."""
+
+import pytest
+import torch as th
+
+from rate_sb3.model import RATEConfig, RATETransformer, attention_allowed
+
+
+def make_model(**overrides) -> RATETransformer:
+    th.manual_seed(0)
+    kwargs = dict(d_model=16, n_layers=2, n_heads=2, segment_len=3, n_mem_tokens=2, dropout=0.1, dropatt=0.1)
+    kwargs.update(overrides)
+    return RATETransformer(RATEConfig(**kwargs)).double().eval()
+
+
+def test_mask_layout_matches_the_reference_rules():
+    # m = 2, two env steps, a cache of 3: the layout verified against the reference (spec 1.4).
+    m, n_seg = 2, 6
+    key_idx = th.arange(-3, 2 * m + n_seg)
+    query_idx = th.arange(2 * m + n_seg)[None]
+    allowed = attention_allowed(query_idx, key_idx, m, n_seg)[0]
+    rows = ["".join("0" if a else "1" for a in row.tolist()) for row in allowed]
+    expected = [
+        "111" + "00" + "111111" + "11",  # read
+        "111" + "00" + "111111" + "11",
+        "000" + "00" + "011111" + "11",  # R0
+        "000" + "00" + "001111" + "11",  # o0
+        "000" + "00" + "000111" + "11",  # a0
+        "000" + "00" + "000011" + "11",  # R1
+        "000" + "00" + "000001" + "11",  # o1
+        "000" + "00" + "000000" + "11",  # a1
+        "111" + "00" + "000000" + "00",  # write
+        "111" + "00" + "000000" + "00",
+    ]
+    assert rows == expected
+
+
+def incremental_outputs(model: RATETransformer, tokens: th.Tensor) -> th.Tensor:
+    """Feed tokens step by step as the policy does: [a_{t-1}, R_t, o_t] per step, memory written per segment."""
+    cfg = model.config
+    batch, n_steps = tokens.shape[0], tokens.shape[1] // 3
+    memory = model.init_memory(batch) if cfg.n_mem_tokens else None
+    cache = tokens.new_zeros(batch, cfg.n_layers, cfg.mem_len, cfg.d_model)
+    cache_valid = th.zeros(batch, cfg.mem_len, dtype=th.bool)
+    outputs = []
+    store = None
+    for t in range(n_steps):
+        s = t % cfg.segment_len
+        if s == 0:
+            if t > 0:
+                last_action = tokens[:, 3 * t - 1 : 3 * t]
+                model.step(store, last_action, th.full((batch, 1), cfg.n_mem_tokens + 3 * cfg.segment_len - 1))
+                memory, cache, cache_valid = model.end_segment(store, memory, cache, cache_valid)
+                if cache is None:
+                    cache = tokens.new_zeros(batch, cfg.n_layers, 0, cfg.d_model)
+            store = model.empty_store(batch, tokens)
+            model.begin_segment(store, memory, cache, cache_valid)
+            step_tokens, idx = tokens[:, 3 * t : 3 * t + 2], th.tensor([0, 1]) + cfg.n_mem_tokens
+        else:
+            step_tokens = tokens[:, 3 * t - 1 : 3 * t + 2]
+            idx = th.tensor([-1, 0, 1]) + cfg.n_mem_tokens + 3 * s
+        out = model.step(store, step_tokens, idx[None].expand(batch, -1))
+        outputs.append(out[:, -2:])
+    return th.cat(outputs, dim=1)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(mode="rate"),
+        dict(mode="rate", mem_len=7, d_inner=8),
+        dict(mode="rmt"),
+        dict(mode="trxl", mem_len=10),
+        dict(mode="dt", segment_len=7),
+        dict(mode="rate", double_residual=True, shared_mem_init=True, mrv_act="tanh"),
+    ],
+)
+def test_step_by_step_inference_equals_training_forward(overrides):
+    model = make_model(**overrides)
+    batch, n_segments = 3, 3
+    n_steps = n_segments * model.config.segment_len
+    tokens = th.randn(batch, 3 * n_steps, 16, dtype=th.float64)
+    with th.no_grad():
+        full = model(tokens, th.ones(batch, 3 * n_steps, dtype=th.bool)).hidden
+        steps = incremental_outputs(model, tokens)
+    full_r_o = full.view(batch, n_steps, 3, -1)[:, :, :2].reshape(batch, 2 * n_steps, -1)
+    th.testing.assert_close(steps, full_r_o, atol=1e-9, rtol=1e-7)
+
+
+def test_read_tokens_ignore_segment_content_and_later_segments_see_earlier_ones_only_through_memory():
+    model = make_model(mode="rmt")
+    tokens = th.randn(1, 18, 16, dtype=th.float64)
+    valid = th.ones(1, 18, dtype=th.bool)
+    changed = tokens.clone()
+    changed[:, :9] += 1.0  # change only the first segment
+    with th.no_grad():
+        base, other = model(tokens, valid).hidden, model(changed, valid).hidden
+        same_memory = model.forward_segment(changed[:, 9:], valid[:, 9:], model(tokens[:, :9], valid[:, :9]).memory)
+    assert not th.allclose(base[:, 9:], other[:, 9:])  # memory carries information forward
+    th.testing.assert_close(same_memory.hidden, base[:, 9:])  # ...and nothing else does
+
+
+def test_padding_is_kept_out_of_memory():
+    model = make_model()
+    tokens = th.randn(2, 9, 16, dtype=th.float64)
+    valid = th.ones(2, 9, dtype=th.bool)
+    valid[:, 6:] = False
+    noisy = tokens.clone()
+    noisy[:, 6:] = 100.0
+    with th.no_grad():
+        a, b = model(tokens, valid), model(noisy, valid)
+    th.testing.assert_close(a.memory, b.memory)
+    th.testing.assert_close(a.hidden[:, :6], b.hidden[:, :6])
+
+
+def test_all_padding_segment_gives_finite_outputs():
+    model = make_model().train()
+    tokens = th.randn(2, 18, 16, dtype=th.float64)
+    valid = th.zeros(2, 18, dtype=th.bool)
+    out = model(tokens, valid)
+    assert th.isfinite(out.hidden).all() and th.isfinite(out.memory).all()
+
+
+@pytest.mark.parametrize("memory_grad, mrv_trained", [("bptt", True), ("detach", False)])
+def test_memory_gradient_modes(memory_grad, mrv_trained):
+    model = make_model(memory_grad=memory_grad).train()
+    tokens = th.randn(2, 18, 16, dtype=th.float64)
+    out = model(tokens, th.ones(2, 18, dtype=th.bool))
+    out.hidden[:, 9:].sum().backward()  # a loss on the second segment only
+    mrv_grad = sum(p.grad.abs().sum() for p in model.mrv.parameters() if p.grad is not None)
+    assert bool(mrv_grad > 0) == mrv_trained
+
+
+def test_dropout_off_in_eval_gives_deterministic_outputs():
+    model = make_model(dropout=0.5, dropatt=0.5)
+    tokens = th.randn(1, 9, 16, dtype=th.float64)
+    valid = th.ones(1, 9, dtype=th.bool)
+    with th.no_grad():
+        th.testing.assert_close(model(tokens, valid).hidden, model(tokens, valid).hidden)
+
+
+def test_memory_tokens_start_distinct_unless_shared():
+    assert not th.allclose(make_model().initial_memory[0], make_model().initial_memory[1])
+    shared = make_model(shared_mem_init=True).initial_memory
+    th.testing.assert_close(shared[0], shared[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(mode="gpt"), "mode='gpt'"),
+        (dict(memory_grad="none"), "memory_grad"),
+        (dict(mrv_act="gelu"), "mrv_act"),
+        (dict(segment_len=0), "segment_len=0 must be >= 1"),
+        (dict(n_mem_tokens=-1), "n_mem_tokens=-1"),
+        (dict(mode="rate", n_mem_tokens=0), "n_mem_tokens >= 1"),
+        (dict(mode="trxl", mem_len=0), "mem_len > 0"),
+        (dict(d_model=10, n_heads=3), "divisible by n_heads"),
+        (dict(d_model=16, n_heads_mrv=3), "n_heads_mrv=3"),
+        (dict(dropout=1.0), "dropout=1.0"),
+    ],
+)
+def test_bad_config_is_rejected_with_a_clear_message(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        RATEConfig(**kwargs)
