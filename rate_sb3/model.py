@@ -109,6 +109,11 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(f"RATEConfig: {message}")
 
 
+def dropout(p: float) -> nn.Module:
+    """Dropout, or nothing at all when ``p`` is 0 (saves a full pass over large attention tensors)."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 def sinusoid(positions: th.Tensor, dim: int) -> th.Tensor:
     """Transformer-XL sinusoid ``[sin(p f), cos(p f)]`` of shape (len(positions), dim)."""
     inv_freq = 1.0 / (10000 ** (th.arange(0, dim, 2, device=positions.device, dtype=positions.dtype) / dim))
@@ -182,8 +187,8 @@ class RelativeAttentionLayer(nn.Module):
         self.pos_proj = nn.Linear(d, h * dh, bias=False)
         self.out_proj = nn.Linear(h * dh, d, bias=False)
         self.norm_attn = nn.LayerNorm(d)
-        self.resid_drop = nn.Dropout(config.dropout)
-        self.attn_drop = nn.Dropout(config.dropatt)
+        self.resid_drop = dropout(config.dropout)
+        self.attn_drop = dropout(config.dropatt)
         self.double_residual = config.double_residual
         self.ffn = None
         if config.d_inner > 0:
@@ -221,11 +226,12 @@ class RelativeAttentionLayer(nn.Module):
         position_bias: th.Tensor,
     ) -> th.Tensor:
         keys, values = store.keys[layer], store.values[layer]
-        content = (query + content_bias[:, None, :]) @ keys.transpose(-1, -2)
-        position_all = (query + position_bias[:, None, :]) @ rel.transpose(-1, -2)  # (B, H, q, P)
+        scale = 1.0 / math.sqrt(self.d_head)
+        content = ((query + content_bias[:, None, :]) * scale) @ keys.transpose(-1, -2)
+        position_all = ((query + position_bias[:, None, :]) * scale) @ rel.transpose(-1, -2)  # (B, H, q, P)
         index = distance_index.unsqueeze(1).expand(query.shape[0], self.n_heads, *distance_index.shape[-2:])
-        scores = (content + position_all.gather(-1, index)) / math.sqrt(self.d_head)
-        scores = scores.masked_fill(~allowed.unsqueeze(1), float("-inf"))
+        scores = content.add_(position_all.gather(-1, index))
+        scores.masked_fill_(~allowed.unsqueeze(1), float("-inf"))
         weights = self.attn_drop(F.softmax(scores, dim=-1))
         attended = (weights @ values).transpose(-2, -3).flatten(-2)
         residual = hidden * 2 if self.double_residual else hidden
@@ -269,9 +275,9 @@ class RATETransformer(nn.Module):
         init = th.randn(1, d).expand(m, d).clone() if config.shared_mem_init else th.randn(m, d)
         self.initial_memory = nn.Parameter(init)
         self.mrv = MemoryRetentionValve(config) if m and config.n_heads_mrv else None
-        self.input_drop = nn.Dropout(config.dropout)
-        self.position_drop = nn.Dropout(config.dropout)
-        self.output_drop = nn.Dropout(config.dropout)
+        self.input_drop = dropout(config.dropout)
+        self.position_drop = dropout(config.dropout)
+        self.output_drop = dropout(config.dropout)
         self._position_cache: tuple | None = None
 
     # ----------------------------------------------------------------- training
@@ -381,8 +387,9 @@ class RATETransformer(nn.Module):
         allowed = attention_allowed(query_idx, store.key_idx, cfg.n_mem_tokens, 3 * cfg.segment_len)
         allowed = allowed & store.key_valid[:, None, :]
         distance = query_idx[..., :, None] - store.key_idx
-        relative_keys, lowest = self._relative_keys(int(distance.min()), int(distance.max()), hidden)
-        distance_index = distance - lowest
+        used = distance.masked_select(allowed)  # masked pairs need no position: this halves the table
+        relative_keys, lowest = self._relative_keys(int(used.min()), int(used.max()), hidden)
+        distance_index = (distance - lowest).clamp(0, relative_keys[0].shape[1] - 1)
         for layer_id, layer in enumerate(self.layers):
             query, key, value = layer.project(hidden)
             store.write(layer_id, key, value, hidden, slots)
@@ -407,7 +414,8 @@ class RATETransformer(nn.Module):
         """
         if self.training or th.is_grad_enabled():
             return self._project_positions(lowest, highest, like), lowest
-        lowest, highest = -self.config.n_tokens - 1, self.config.n_tokens + self.config.mem_len + 1
+        # every allowed pair has a distance in [-(m - 1), n_tokens + mem_len]
+        lowest, highest = -self.config.n_mem_tokens, self.config.n_tokens + self.config.mem_len
         versions = tuple(layer.pos_proj.weight._version for layer in self.layers)
         key = (like.dtype, like.device, versions, tuple(id(layer.pos_proj.weight) for layer in self.layers))
         if self._position_cache is None or self._position_cache[0] != key:

@@ -1,0 +1,133 @@
+"""TrajectoryBuffer: whole episodes, hindsight returns-to-go, segment-aligned training windows."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch as th
+
+from rate_sb3.data import Episode
+
+
+@dataclass
+class WindowBatch:
+    """Segment-aligned training windows, right-padded; the first ``burn_in_segments`` carry no gradient."""
+
+    observations: th.Tensor  # (B, W, *obs_shape)
+    actions: th.Tensor  # (B, W, *act_shape) env actions
+    returns_to_go: th.Tensor  # (B, W) scaled hindsight returns-to-go
+    valid: th.Tensor  # (B, W) bool, False on padding
+    burn_in_segments: int
+    from_demonstrations: th.Tensor  # (B,) bool
+
+
+class TrajectoryBuffer:
+    """Whole episodes for return-conditioned training.
+
+    Demonstrations are kept apart and never evicted; online episodes fill a FIFO of ``capacity`` episodes.
+    A batch draws ``demo_fraction`` of its windows from demonstrations when both kinds are present.
+    Returns-to-go are relabelled from the rewards actually obtained (hindsight).
+
+    :param capacity: maximum number of online episodes
+    :param segment_len: K, env steps per segment
+    :param return_scale: factor applied to returns-to-go
+    :param demo_fraction: share of each batch drawn from demonstrations (when there are online episodes)
+    :param start_at_zero: probability that a window starts at the episode start; otherwise a later
+        segment-aligned start is drawn and the preceding segments are replayed as memory burn-in
+    :param max_burn_in_segments: cap on the burn-in, in segments
+    :param seed: seed of the sampling generator
+    """
+
+    def __init__(
+        self,
+        capacity: int = 1000,
+        segment_len: int = 50,
+        return_scale: float = 1.0,
+        demo_fraction: float = 0.5,
+        start_at_zero: float = 0.5,
+        max_burn_in_segments: int = 16,
+        seed: int | None = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"buffer capacity={capacity} must be >= 1 episode")
+        if not 0.0 <= demo_fraction <= 1.0:
+            raise ValueError(f"demo_fraction={demo_fraction} must be in [0, 1]")
+        self.capacity, self.segment_len, self.return_scale = capacity, segment_len, return_scale
+        self.demo_fraction, self.start_at_zero = demo_fraction, start_at_zero
+        self.max_burn_in_segments = max_burn_in_segments
+        self.demonstrations: list[Episode] = []
+        self.online: deque[Episode] = deque(maxlen=capacity)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.demonstrations) + len(self.online)
+
+    def add_demonstrations(self, episodes: list[Episode]) -> None:
+        self.demonstrations.extend(episodes)
+
+    def add(self, episode: Episode) -> None:
+        self.online.append(episode)
+
+    def sample(self, batch_size: int, n_segments: int, device: th.device | str = "cpu") -> WindowBatch:
+        """Draw ``batch_size`` windows of ``n_segments`` segments, all with the same start segment."""
+        if len(self) == 0:
+            raise ValueError("the trajectory buffer is empty: give demonstrations or collect episodes first")
+        start = self._start_segment(n_segments)
+        min_length = start * self.segment_len + 1
+        chosen = self._choose_episodes(batch_size, min_length)
+        window = n_segments * self.segment_len
+        end = start * self.segment_len + window
+        return self._collate(chosen, end, start, device)
+
+    def _start_segment(self, n_segments: int) -> int:
+        longest = max(ep.length for ep in (*self.demonstrations, *self.online))
+        last_start = min((longest - 1) // self.segment_len, self.max_burn_in_segments)
+        if last_start == 0 or self.rng.random() < self.start_at_zero:
+            return 0
+        return int(self.rng.integers(1, last_start + 1))
+
+    def _choose_episodes(self, batch_size: int, min_length: int) -> list[tuple[Episode, bool]]:
+        pools = [(list(self.demonstrations), True), (list(self.online), False)]
+        pools = [([ep for ep in pool if ep.length >= min_length], is_demo) for pool, is_demo in pools]
+        pools = [(pool, is_demo) for pool, is_demo in pools if pool]
+        n_demo = batch_size if len(pools) == 1 else int(round(self.demo_fraction * batch_size))
+        chosen = []
+        for pool, is_demo in pools:
+            count = n_demo if is_demo else batch_size - n_demo
+            weights = np.array([np.ceil(ep.length / self.segment_len) for ep in pool], dtype=float)
+            picks = self.rng.choice(len(pool), size=count, p=weights / weights.sum())
+            chosen += [(pool[i], is_demo) for i in picks]
+        return chosen
+
+    def _collate(self, chosen: list[tuple[Episode, bool]], end: int, start: int, device) -> WindowBatch:
+        first = chosen[0][0]
+        batch = len(chosen)
+        observations = np.zeros((batch, end, *first.observations.shape[1:]), dtype=first.observations.dtype)
+        actions = np.zeros((batch, end, *first.actions.shape[1:]), dtype=first.actions.dtype)
+        returns = np.zeros((batch, end), dtype=np.float32)
+        valid = np.zeros((batch, end), dtype=bool)
+        for row, (episode, _) in enumerate(chosen):
+            n = min(episode.length, end)
+            observations[row, :n] = episode.observations[:n]
+            actions[row, :n] = episode.actions[:n]
+            returns[row, :n] = hindsight_returns(episode.rewards)[:n] * self.return_scale
+            valid[row, :n] = True
+        as_tensor = lambda x: th.as_tensor(x, device=device)  # noqa: E731
+        return WindowBatch(
+            observations=as_tensor(observations),
+            actions=as_tensor(actions),
+            returns_to_go=as_tensor(returns),
+            valid=as_tensor(valid),
+            burn_in_segments=start,
+            from_demonstrations=as_tensor(np.array([is_demo for _, is_demo in chosen])),
+        )
+
+    def demo_returns(self) -> np.ndarray:
+        return np.array([ep.episode_return for ep in self.demonstrations])
+
+
+def hindsight_returns(rewards: np.ndarray) -> np.ndarray:
+    """Return-to-go at each step: the sum of the rewards from that step to the episode end."""
+    return np.cumsum(rewards[::-1], dtype=np.float64)[::-1].astype(np.float32)

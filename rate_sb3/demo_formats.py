@@ -1,0 +1,364 @@
+"""Readers and writers for demonstration files: our ``.npz`` format, Minari datasets and imitation datasets.
+
+The public functions here are re-exported by :mod:`rate_sb3.data`; import them from there.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rate_sb3.data import Episode
+
+NPZ_FORMAT_VERSION = 1
+NPZ_KEYS = (
+    "observations",
+    "actions",
+    "rewards",
+    "episode_lengths",
+    "terminated",
+    "truncated",
+    "format_version",
+)
+_RECOLLECT_HINT = "Re-collect the demonstrations with rate_sb3.data.collect_episodes and save_episodes."
+
+
+def _episode_class() -> type[Episode]:
+    # Imported here because rate_sb3.data re-exports this module's functions.
+    from rate_sb3.data import Episode
+
+    return Episode
+
+
+# --------------------------------------------------------------------------------------------------------
+# Our .npz format
+# --------------------------------------------------------------------------------------------------------
+
+
+def save_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> None:
+    """
+    Save episodes to a single ``.npz`` file (flat arrays concatenated over episodes).
+
+    The file is written to a temporary file in the same directory and then renamed,
+    so an interrupted save never leaves a half-written file at ``path``.
+
+    :param episodes: Episodes to save (at least one).
+    :param path: Destination file; parent directories are created.
+    """
+    if len(episodes) == 0:
+        raise ValueError(f"No episodes to save to {path}.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "observations": np.concatenate([episode.observations for episode in episodes]),
+        "actions": np.concatenate([episode.actions for episode in episodes]),
+        "rewards": np.concatenate([episode.rewards for episode in episodes]).astype(np.float32),
+        "episode_lengths": np.array([episode.length for episode in episodes], dtype=np.int64),
+        "terminated": np.array([episode.terminated for episode in episodes], dtype=bool),
+        "truncated": np.array([episode.truncated for episode in episodes], dtype=bool),
+        "format_version": np.array(NPZ_FORMAT_VERSION, dtype=np.int64),
+    }
+    file_descriptor, temporary_path = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(file_descriptor, "wb") as file:
+            np.savez(file, **arrays)
+        os.replace(temporary_path, path)
+    except BaseException:
+        Path(temporary_path).unlink(missing_ok=True)
+        raise
+
+
+def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file, turning any low-level failure into a ValueError."""
+    if not path.is_file():
+        raise FileNotFoundError(f"Demonstration file {path} does not exist.")
+    try:
+        with np.load(path, allow_pickle=False) as npz_file:
+            return {key: npz_file[key] for key in npz_file.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as error:
+        raise ValueError(
+            f"{path} is not a readable .npz demonstration file ({type(error).__name__}: {error}). "
+            f"It may be corrupt or half-written. {_RECOLLECT_HINT}"
+        ) from error
+
+
+def _check_npz_consistency(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Raise a ValueError naming ``path`` when keys are missing or lengths disagree."""
+    missing = [key for key in NPZ_KEYS if key not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks the arrays {missing} of a RATE demonstration file. {_RECOLLECT_HINT}")
+    version = arrays["format_version"]
+    if version.size != 1 or not np.issubdtype(version.dtype, np.integer):
+        raise ValueError(f"{path} has a malformed format_version {version!r}. {_RECOLLECT_HINT}")
+    if int(version) > NPZ_FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format_version {int(version)} but this rate_sb3 reads up to {NPZ_FORMAT_VERSION}: "
+            "upgrade rate_sb3."
+        )
+    lengths = arrays["episode_lengths"]
+    n_episodes = len(lengths)
+    problems = []
+    if lengths.ndim != 1 or not np.issubdtype(lengths.dtype, np.integer) or np.any(lengths < 1):
+        problems.append("episode_lengths must be a 1-D array of positive integers")
+    else:
+        n_steps = int(lengths.sum())
+        expected = {
+            "observations": n_steps + n_episodes,
+            "actions": n_steps,
+            "rewards": n_steps,
+            "terminated": n_episodes,
+            "truncated": n_episodes,
+        }
+        problems += [
+            f"{key} has length {len(arrays[key])}, expected {length}"
+            for key, length in expected.items()
+            if arrays[key].ndim == 0 or len(arrays[key]) != length
+        ]
+    if problems:
+        raise ValueError(f"{path} is inconsistent: {'; '.join(problems)}. {_RECOLLECT_HINT}")
+
+
+def load_episodes_npz(path: str | os.PathLike) -> list[Episode]:
+    """
+    Load episodes written by :func:`save_episodes`.
+
+    :param path: The ``.npz`` file.
+    :return: The episodes, in the order they were saved.
+    """
+    path = Path(path)
+    arrays = _read_npz_arrays(path)
+    _check_npz_consistency(arrays, path)
+    episode_class = _episode_class()
+    lengths = arrays["episode_lengths"].astype(np.int64)
+    step_starts = np.concatenate([[0], np.cumsum(lengths)])
+    episodes = []
+    for index, length in enumerate(lengths):
+        step_start, obs_start = step_starts[index], step_starts[index] + index
+        episodes.append(
+            episode_class(
+                observations=arrays["observations"][obs_start : obs_start + length + 1],
+                actions=arrays["actions"][step_start : step_start + length],
+                rewards=arrays["rewards"][step_start : step_start + length],
+                terminated=bool(arrays["terminated"][index]),
+                truncated=bool(arrays["truncated"][index]),
+            )
+        )
+    return episodes
+
+
+# --------------------------------------------------------------------------------------------------------
+# Minari
+# --------------------------------------------------------------------------------------------------------
+
+
+def _import_minari() -> Any:
+    try:
+        import minari
+    except ImportError as error:
+        raise ImportError('Loading Minari datasets needs the minari package: pip install "rate_sb3[minari]"') from error
+    return minari
+
+
+def minari_datasets_root() -> Path:
+    """The local Minari datasets directory (``$MINARI_DATASETS_PATH``, default ``~/.minari/datasets``)."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+
+
+def find_minari_data_dir(directory: str | os.PathLike) -> Path | None:
+    """
+    Return the Minari ``data`` directory of a dataset directory, or ``None`` when it is not one.
+
+    :param directory: The dataset directory (holding ``data/metadata.json``) or its ``data`` directory.
+    """
+    directory = Path(directory)
+    if (directory / "data" / "metadata.json").is_file():
+        return directory / "data"
+    if (directory / "metadata.json").is_file():
+        return directory
+    return None
+
+
+def _open_minari_dataset(id_or_dir: str | os.PathLike) -> Any:
+    minari = _import_minari()
+    if Path(id_or_dir).is_dir():
+        data_dir = find_minari_data_dir(id_or_dir)
+        if data_dir is None:
+            raise ValueError(
+                f"{id_or_dir} is not a Minari dataset directory: it holds neither data/metadata.json "
+                "nor metadata.json. Pass the dataset's directory or its id."
+            )
+        return minari.MinariDataset(str(data_dir))
+    dataset_id = str(id_or_dir)
+    root = minari_datasets_root()
+    if not (root / dataset_id / "data").is_dir():
+        raise FileNotFoundError(
+            f"Minari dataset {dataset_id!r} is not in the local datasets root {root} "
+            "(set by $MINARI_DATASETS_PATH). rate_sb3 never downloads datasets: "
+            f"run `minari download {dataset_id}` first or point $MINARI_DATASETS_PATH at your datasets."
+        )
+    return minari.load_dataset(dataset_id, download=False)
+
+
+def _make_episode(source: str, index: int, **fields: Any) -> Episode:
+    """Build an Episode, naming the source and episode index if its fields are inconsistent."""
+    try:
+        return _episode_class()(**fields)
+    except ValueError as error:
+        raise ValueError(f"{source}: episode {index}: {error}") from error
+
+
+def _to_array(value: Any, what: str, source: str) -> np.ndarray:
+    if isinstance(value, (dict, tuple)):
+        raise ValueError(
+            f"{source}: {what} are a {type(value).__name__} (Dict/Tuple space), which RATE does not support. "
+            "Flatten the space (e.g. gymnasium.wrappers.FlattenObservation) and re-record the dataset."
+        )
+    return np.asarray(value)
+
+
+def load_minari(id_or_dir: str | os.PathLike) -> list[Episode]:
+    """
+    Load a local Minari dataset. Datasets are never downloaded.
+
+    :param id_or_dir: A dataset directory (holding ``data/metadata.json``), its ``data`` directory,
+        or a dataset id looked up under ``$MINARI_DATASETS_PATH``.
+    :return: The dataset's episodes, with terminations and truncations kept apart.
+    """
+    dataset = _open_minari_dataset(id_or_dir)
+    source = f"Minari dataset {id_or_dir}"
+    episodes = []
+    for index, minari_episode in enumerate(dataset.iterate_episodes()):
+        episodes.append(
+            _make_episode(
+                source,
+                index,
+                observations=_to_array(minari_episode.observations, "observations", source),
+                actions=_to_array(minari_episode.actions, "actions", source),
+                rewards=np.asarray(minari_episode.rewards, dtype=np.float32),
+                terminated=bool(len(minari_episode.terminations) and minari_episode.terminations[-1]),
+                truncated=bool(len(minari_episode.truncations) and minari_episode.truncations[-1]),
+            )
+        )
+    return episodes
+
+
+# --------------------------------------------------------------------------------------------------------
+# imitation (HuggingFace datasets saved with save_to_disk)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _import_datasets() -> Any:
+    try:
+        import datasets
+    except ImportError as error:
+        raise ImportError(
+            'Loading imitation-format demonstrations needs the datasets package: pip install "rate_sb3[imitation]"'
+        ) from error
+    return datasets
+
+
+def load_imitation(directory: str | os.PathLike) -> list[Episode]:
+    """
+    Load trajectories saved in the imitation library's format (a ``datasets.Dataset`` saved to disk
+    with the columns ``obs``, ``acts``, ``infos``, ``terminal`` and ``rews``).
+
+    imitation's ``terminal`` flag does not tell termination from truncation: ``terminal=True`` is read as
+    ``terminated=True`` (the return-to-go after the last step is zero) and ``terminal=False``
+    (a trajectory cut short) as ``truncated=True``.
+
+    :param directory: The directory written by ``Dataset.save_to_disk``.
+    :return: The trajectories as episodes.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"imitation dataset directory {directory} does not exist.")
+    datasets = _import_datasets()
+    dataset = datasets.load_from_disk(str(directory))
+    missing = [column for column in ("obs", "acts", "terminal") if column not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"{directory} lacks the columns {missing} of an imitation trajectory dataset "
+            f"(it has {dataset.column_names})."
+        )
+    if "rews" not in dataset.column_names:
+        raise ValueError(
+            f"{directory} holds trajectories without rewards (no 'rews' column). RATE needs rewards for "
+            "return-to-go: save TrajectoryWithRew objects, or re-collect with rate_sb3.data.collect_episodes."
+        )
+    source = f"imitation dataset {directory}"
+    episodes = []
+    for index, row in enumerate(dataset.with_format("numpy")):
+        terminal = bool(row["terminal"])
+        episodes.append(
+            _make_episode(
+                source,
+                index,
+                observations=_to_array(row["obs"], "observations", source),
+                actions=_to_array(row["acts"], "actions", source),
+                rewards=np.asarray(row["rews"], dtype=np.float32),
+                terminated=terminal,
+                truncated=not terminal,
+            )
+        )
+    return episodes
+
+
+# --------------------------------------------------------------------------------------------------------
+# Loading any source
+# --------------------------------------------------------------------------------------------------------
+
+
+def _looks_like_file_path(text: str) -> bool:
+    path = Path(text)
+    return path.is_absolute() or text.startswith((".", "~")) or path.suffix[1:2].isalpha()
+
+
+def _load_path(source: str | os.PathLike) -> list[Episode]:
+    path = Path(source).expanduser()
+    if path.suffix == ".npz" or path.is_file():
+        return load_episodes_npz(path)
+    if path.is_dir():
+        if (path / "dataset_info.json").is_file():
+            return load_imitation(path)
+        if find_minari_data_dir(path) is not None:
+            return load_minari(path)
+        raise ValueError(
+            f"Cannot tell the demonstration format of directory {path}: it is neither an imitation dataset "
+            "(dataset_info.json) nor a Minari dataset (data/metadata.json)."
+        )
+    text = str(source)
+    if isinstance(source, str) and not _looks_like_file_path(text) and ("/" in text or "-v" in text):
+        return load_minari(text)
+    raise FileNotFoundError(
+        f"Demonstration source {text} does not exist (it is not a file, a directory or a Minari dataset id)."
+    )
+
+
+def load_demonstrations(source: str | os.PathLike | Sequence[Episode]) -> list[Episode]:
+    """
+    Load demonstrations from any supported source.
+
+    :param source: A list of :class:`Episode`; a ``.npz`` file written by :func:`save_episodes`;
+        an imitation dataset directory (holding ``dataset_info.json``); a Minari dataset directory
+        (holding ``data/metadata.json`` or ``metadata.json``); or a local Minari dataset id
+        such as ``"D4RL/door/human-v2"``.
+    :return: The episodes (never empty).
+    """
+    if isinstance(source, (list, tuple)):
+        episode_class = _episode_class()
+        for index, episode in enumerate(source):
+            if not isinstance(episode, episode_class):
+                raise TypeError(f"Demonstration {index} is a {type(episode).__name__}, not an Episode.")
+        episodes = list(source)
+    else:
+        episodes = _load_path(source)
+    if not episodes:
+        raise ValueError(f"no episodes in {source}")
+    return episodes

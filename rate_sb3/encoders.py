@@ -1,0 +1,164 @@
+"""Token encoders and action heads chosen from Gymnasium spaces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import (
+    get_flattened_obs_dim,
+    is_image_space,
+    is_image_space_channels_first,
+    preprocess_obs,
+)
+from torch import nn
+from torch.nn import functional as F
+
+SUPPORTED_OBSERVATIONS = (spaces.Box, spaces.Discrete, spaces.MultiBinary)
+SUPPORTED_ACTIONS = (spaces.Discrete, spaces.Box)
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """Raise a ValueError naming the space and the fix when RATE cannot encode it."""
+    if isinstance(observation_space, (spaces.Dict, spaces.Tuple)):
+        raise ValueError(
+            f"RATEPolicy does not support {type(observation_space).__name__} observations ({observation_space}); "
+            "flatten them with gymnasium.wrappers.FlattenObservation"
+        )
+    if not isinstance(observation_space, SUPPORTED_OBSERVATIONS):
+        raise ValueError(
+            f"RATEPolicy does not support observation space {observation_space}; "
+            "supported: Box (vectors or images), Discrete, MultiBinary"
+        )
+    if not isinstance(action_space, SUPPORTED_ACTIONS):
+        raise ValueError(f"RATEPolicy does not support action space {action_space}; supported: Discrete, Box")
+    if isinstance(action_space, spaces.Box) and not np.all(np.isfinite([action_space.low, action_space.high])):
+        raise ValueError(f"RATEPolicy needs a bounded Box action space, got {action_space}; rescale it to [-1, 1]")
+
+
+class ImageEncoder(nn.Module):
+    """A CNN over channel-first images: the Nature-DQN stack for large images, 3x3 convolutions for small ones."""
+
+    def __init__(self, space: spaces.Box, d_model: int) -> None:
+        super().__init__()
+        channels, height, width = space.shape
+        if min(height, width) >= 36:
+            convs = [nn.Conv2d(channels, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU()]
+            convs += [nn.Conv2d(64, 64, 3, 1), nn.ReLU()]
+        else:
+            convs = [nn.Conv2d(channels, 32, 3, 1, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, 1), nn.ReLU()]
+        self.cnn = nn.Sequential(*convs, nn.Flatten())
+        with th.no_grad():
+            n_flat = self.cnn(th.zeros(1, *space.shape)).shape[1]
+        self.linear = nn.Linear(n_flat, d_model)
+
+    def forward(self, images: th.Tensor) -> th.Tensor:
+        return self.linear(self.cnn(images))
+
+
+class ObservationEncoder(nn.Module):
+    """Maps raw observations (N, *shape) to tokens (N, d): SB3 preprocessing, then a CNN or a linear layer."""
+
+    def __init__(self, space: spaces.Space, d_model: int, normalize_images: bool = True) -> None:
+        super().__init__()
+        self.space, self.normalize_images = space, normalize_images
+        if is_image_space(space):
+            if not is_image_space_channels_first(space):
+                raise ValueError(
+                    f"image observations must be channel-first, got shape {space.shape}; "
+                    "wrap the env with stable_baselines3.common.vec_env.VecTransposeImage"
+                )
+            self.net = ImageEncoder(space, d_model)
+        else:
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(get_flattened_obs_dim(space), d_model))
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.net(preprocess_obs(observations, self.space, normalize_images=self.normalize_images))
+
+
+class ActionEncoder(nn.Module):
+    """Embeds actions: an embedding table for Discrete, a linear layer over [-1, 1]-scaled Box actions."""
+
+    def __init__(self, space: spaces.Space, d_model: int) -> None:
+        super().__init__()
+        self.discrete = isinstance(space, spaces.Discrete)
+        if self.discrete:
+            self.net = nn.Embedding(int(space.n), d_model)
+        else:
+            self.net = nn.Linear(int(np.prod(space.shape)), d_model)
+
+    def forward(self, actions: th.Tensor) -> th.Tensor:
+        """``actions``: (..., ) Discrete indices from 0, or (..., act_dim) Box actions scaled to [-1, 1]."""
+        return th.tanh(self.net(actions.long() if self.discrete else actions))
+
+
+class CategoricalHead(nn.Module):
+    """Logits over Discrete actions; exact entropy."""
+
+    def __init__(self, d_model: int, n_actions: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(d_model, n_actions, bias=False)
+        self.max_entropy = math.log(n_actions)
+
+    def log_prob(self, hidden: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return -F.cross_entropy(self.linear(hidden).transpose(1, -1), actions.long(), reduction="none")
+
+    def entropy(self, hidden: th.Tensor) -> th.Tensor:
+        log_p = F.log_softmax(self.linear(hidden), dim=-1)
+        return -(log_p.exp() * log_p).sum(-1)
+
+    def act(self, hidden: th.Tensor, deterministic: bool) -> th.Tensor:
+        logits = self.linear(hidden)
+        if deterministic:
+            return logits.argmax(-1)
+        return th.distributions.Categorical(logits=logits).sample()
+
+    def mode(self, hidden: th.Tensor) -> th.Tensor:
+        return self.linear(hidden).argmax(-1)
+
+
+class SquashedGaussianHead(nn.Module):
+    """A tanh-squashed diagonal Gaussian over Box actions scaled to [-1, 1]."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+    EPS = 1e-6
+
+    def __init__(self, d_model: int, action_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(d_model, 2 * action_dim)
+
+    def _normal(self, hidden: th.Tensor) -> th.distributions.Normal:
+        mean, raw_log_std = self.linear(hidden).chunk(2, dim=-1)
+        log_std = self.LOG_STD_MIN + 0.5 * (self.LOG_STD_MAX - self.LOG_STD_MIN) * (th.tanh(raw_log_std) + 1)
+        return th.distributions.Normal(mean, log_std.exp())
+
+    @staticmethod
+    def _squash_correction(pre_tanh: th.Tensor) -> th.Tensor:
+        # log(1 - tanh(x)^2), computed stably
+        return 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
+
+    def log_prob(self, hidden: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        pre_tanh = th.atanh(actions.clamp(-1 + self.EPS, 1 - self.EPS))
+        normal = self._normal(hidden)
+        return (normal.log_prob(pre_tanh) - self._squash_correction(pre_tanh)).sum(-1)
+
+    def entropy(self, hidden: th.Tensor) -> th.Tensor:
+        """One-sample reparameterised estimate of the squashed distribution's entropy."""
+        normal = self._normal(hidden)
+        pre_tanh = normal.rsample()
+        return -(normal.log_prob(pre_tanh) - self._squash_correction(pre_tanh)).sum(-1)
+
+    def act(self, hidden: th.Tensor, deterministic: bool) -> th.Tensor:
+        normal = self._normal(hidden)
+        return th.tanh(normal.mean if deterministic else normal.sample())
+
+    def mode(self, hidden: th.Tensor) -> th.Tensor:
+        return th.tanh(self._normal(hidden).mean)
+
+
+def make_action_head(space: spaces.Space, d_model: int) -> nn.Module:
+    if isinstance(space, spaces.Discrete):
+        return CategoricalHead(d_model, int(space.n))
+    return SquashedGaussianHead(d_model, int(np.prod(space.shape)))

@@ -1,0 +1,66 @@
+"""The return-conditioned training objective shared by offline pretraining and online fine-tuning."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch as th
+from gymnasium import spaces
+
+from rate_sb3.buffers import WindowBatch
+from rate_sb3.policies import RATEPolicy
+
+
+@dataclass
+class LossTerms:
+    loss: th.Tensor
+    nll: th.Tensor
+    entropy: th.Tensor
+    action_accuracy: float | None  # Discrete: share of argmax actions equal to the targets
+    action_mse: float | None  # Box: squared error of the mode in [-1, 1] units
+
+
+def window_loss(policy: RATEPolicy, batch: WindowBatch, temperature: th.Tensor | float = 0.0) -> LossTerms:
+    """Masked negative log-likelihood of the batch's actions minus ``temperature`` times the entropy."""
+    model_actions = policy.actions_to_model(batch.actions)
+    hidden = policy.window_hidden(
+        batch.observations, model_actions, batch.returns_to_go, batch.valid, batch.burn_in_segments
+    )
+    skip = batch.burn_in_segments * policy.config.segment_len
+    mask = batch.valid[:, skip:].float()
+    targets = model_actions[:, skip:]
+    count = mask.sum().clamp(min=1.0)
+    nll = -(policy.action_head.log_prob(hidden, targets) * mask).sum() / count
+    entropy = (policy.action_head.entropy(hidden) * mask).sum() / count
+    with th.no_grad():
+        mode = policy.action_head.mode(hidden)
+        if policy.discrete_actions:
+            accuracy, mse = float(((mode == targets).float() * mask).sum() / count), None
+        else:
+            accuracy, mse = None, float((((mode - targets) ** 2).mean(-1) * mask).sum() / count)
+    return LossTerms(nll - temperature * entropy, nll, entropy, accuracy, mse)
+
+
+def check_finite(terms: LossTerms, step: int, phase: str) -> None:
+    """Raise ValueError (which Optuna treats as a pruned trial) when the loss is NaN or infinite."""
+    if not th.isfinite(terms.loss):
+        raise ValueError(
+            f"{phase} loss is not finite at step {step}: loss={terms.loss.item()}, nll={terms.nll.item()}, "
+            f"entropy={terms.entropy.item()}; lower the learning rate or check the demonstrations for NaN"
+        )
+
+
+def default_target_entropy(action_space: spaces.Space) -> float:
+    """Discrete: a tenth of the uniform entropy (imitating near-deterministic experts); Box: -dim(A) (SAC)."""
+    if isinstance(action_space, spaces.Discrete):
+        return 0.1 * math.log(action_space.n)
+    return -float(action_space.shape[0])
+
+
+def warmup_then_linear_decay(step: int, warmup_steps: int, total_steps: int, end_factor: float) -> float:
+    """Learning-rate factor: linear warm-up to 1, then linear decay to ``end_factor`` at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 1.0 + (end_factor - 1.0) * min(1.0, progress)

@@ -1,0 +1,434 @@
+"""RATE: offline pretraining from demonstrations and online fine-tuning, as a Stable-Baselines3 algorithm."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, ClassVar, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import configure_logger, safe_mean
+from stable_baselines3.common.vec_env import VecEnv
+
+from rate_sb3.buffers import TrajectoryBuffer
+from rate_sb3.data import Episode
+from rate_sb3.demonstrations import DemonstrationSource, resolve_demonstrations
+from rate_sb3.objective import check_finite, default_target_entropy, warmup_then_linear_decay, window_loss
+from rate_sb3.policies import RATEPolicy
+from rate_sb3.rollout import OnlineCollector
+from rate_sb3.wrappers import OBSERVATION_KEY, WRAP_HINT, PrevRewardWrapper, has_reward_feedback
+
+SelfRATE = TypeVar("SelfRATE", bound="RATE")
+
+ARCHITECTURE_KEYS = (
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "d_head",
+    "d_inner",
+    "dropout",
+    "dropatt",
+    "n_mem_tokens",
+    "n_heads_mrv",
+    "mrv_act",
+    "mode",
+    "memory_grad",
+    "double_residual",
+    "shared_mem_init",
+)
+
+
+class RATE(BaseAlgorithm):
+    """Recurrent Action Transformer with Memory (Cherepanov et al., arXiv 2306.09459).
+
+    A return-conditioned memory transformer, pretrained offline on demonstrations (:meth:`pretrain`) and
+    fine-tuned online with the Online Decision Transformer recipe (:meth:`learn`): a stochastic policy,
+    an entropy temperature learned against a target entropy, and replay of whole episodes with hindsight
+    returns-to-go. Observations carry the previous reward (:class:`rate_sb3.wrappers.PrevRewardWrapper`,
+    applied automatically to env ids and gym envs) so that ``predict`` can track the return-to-go.
+
+    :param policy: ``"RATEPolicy"`` or the policy class
+    :param env: env id, gym env or VecEnv (a VecEnv must already carry PrevRewardWrapper)
+    :param learning_rate: peak learning rate (float or schedule of the remaining progress)
+    :param demonstrations: Episode list, ``.npz`` path, Minari id or dir, imitation dataset dir, or an expert
+        spec ``{"expert": "privileged", "n_episodes": N, "expert_kwargs": {...}, "env_kwargs": {...},
+        "cache": "demos/x.npz"}`` collected on first use
+    :param context_len: K, env steps per segment
+    :param n_segments: segments per training window (the window is ``n_segments * context_len`` steps)
+    :param mem_len: hidden-state cache length in tokens (default: 0, or three segments in ``trxl`` mode)
+    :param batch_size: windows per gradient step
+    :param n_pretrain_steps: gradient steps of offline pretraining run by :meth:`learn` before acting
+    :param warmup_steps: linear learning-rate warm-up, in pretraining steps
+    :param lr_end_factor: pretraining learning rate decays linearly to this fraction
+    :param weight_decay: AdamW weight decay on weight matrices
+    :param max_grad_norm: gradient clipping norm
+    :param curriculum: pretrain on 1, then 2, ... ``n_segments`` segments (equal shares of the steps)
+    :param target_return: return the policy asks for at evaluation (default: best demonstration return)
+    :param online_target_return: return asked for while exploring online (default: ``target_return``)
+    :param return_scale: factor applied to returns before embedding (default: ``1 / |target_return|``)
+    :param buffer_size: online episodes kept for replay
+    :param demo_fraction: share of each online batch drawn from demonstrations
+    :param train_freq: env steps (summed over envs) between rounds of gradient steps online
+    :param gradient_steps: gradient steps per round
+    :param ent_coef: entropy temperature: ``"auto"`` / ``"auto_0.05"`` (learned, with its initial value) or a float
+    :param target_entropy: ``"auto"`` or a float (nats per step)
+    :param temperature_lr: learning rate of the temperature's optimizer
+    :param policy_kwargs: extra arguments of the policy
+    :param stats_window_size: episodes averaged in the ``rollout/`` logs
+    :param tensorboard_log: tensorboard directory (pretraining and online curves go to one run)
+    :param verbose: 0 silent, 1 info
+    :param seed: random seed
+    :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
+    :param _init_setup_model: build the networks now
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"RATEPolicy": RATEPolicy}
+    policy: RATEPolicy
+
+    def __init__(
+        self,
+        policy: str | type[RATEPolicy],
+        env: GymEnv | str | None,
+        learning_rate: float | Schedule = 3e-4,
+        demonstrations: DemonstrationSource = None,
+        context_len: int = 50,
+        n_segments: int = 3,
+        d_model: int = 64,
+        n_layers: int = 3,
+        n_heads: int = 4,
+        d_head: int | None = None,
+        d_inner: int = 0,
+        dropout: float = 0.1,
+        dropatt: float = 0.0,
+        n_mem_tokens: int = 8,
+        mem_len: int | None = None,
+        n_heads_mrv: int = 2,
+        mrv_act: str = "relu",
+        mode: str = "rate",
+        memory_grad: str = "bptt",
+        double_residual: bool = False,
+        shared_mem_init: bool = False,
+        batch_size: int = 64,
+        n_pretrain_steps: int = 0,
+        warmup_steps: int = 200,
+        lr_end_factor: float = 0.1,
+        weight_decay: float = 0.01,
+        max_grad_norm: float = 1.0,
+        curriculum: bool = False,
+        target_return: float | None = None,
+        online_target_return: float | None = None,
+        return_scale: float | None = None,
+        buffer_size: int = 1000,
+        demo_fraction: float = 0.5,
+        train_freq: int = 1000,
+        gradient_steps: int = 50,
+        ent_coef: str | float = "auto",
+        target_entropy: str | float = "auto",
+        temperature_lr: float = 1e-3,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if isinstance(env, str) or (isinstance(env, gym.Env) and not has_reward_feedback(env.observation_space)):
+            env = PrevRewardWrapper(gym.make(env) if isinstance(env, str) else env)
+        if isinstance(env, VecEnv) and not has_reward_feedback(env.observation_space):
+            raise ValueError(f"RATE needs the previous reward in the observation; {WRAP_HINT}")
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            support_multi_env=True,
+            supported_action_spaces=(spaces.Discrete, spaces.Box),
+        )
+        self.demonstrations = demonstrations
+        self.context_len, self.n_segments = context_len, n_segments
+        self.d_model, self.n_layers, self.n_heads, self.d_head, self.d_inner = (
+            d_model,
+            n_layers,
+            n_heads,
+            d_head,
+            d_inner,
+        )
+        self.dropout, self.dropatt, self.n_mem_tokens, self.mem_len = dropout, dropatt, n_mem_tokens, mem_len
+        self.n_heads_mrv, self.mrv_act, self.mode, self.memory_grad = n_heads_mrv, mrv_act, mode, memory_grad
+        self.double_residual, self.shared_mem_init = double_residual, shared_mem_init
+        self.batch_size, self.n_pretrain_steps, self.warmup_steps = batch_size, n_pretrain_steps, warmup_steps
+        self.lr_end_factor, self.weight_decay, self.max_grad_norm = lr_end_factor, weight_decay, max_grad_norm
+        self.curriculum = curriculum
+        self.target_return, self.online_target_return, self.return_scale = (
+            target_return,
+            online_target_return,
+            return_scale,
+        )
+        self.buffer_size, self.demo_fraction = buffer_size, demo_fraction
+        self.train_freq, self.gradient_steps = train_freq, gradient_steps
+        self.ent_coef, self.target_entropy, self.temperature_lr = ent_coef, target_entropy, temperature_lr
+        self._pretrained = False
+        self._pretrain_steps_done = 0
+        self._n_updates = 0
+        self.replay_buffer: TrajectoryBuffer | None = None
+        self._validate_arguments()
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ setup
+    def _validate_arguments(self) -> None:
+        positive = ("context_len", "n_segments", "batch_size", "buffer_size", "train_freq")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"RATE: {name}={getattr(self, name)} must be >= 1")
+        for name in ("n_pretrain_steps", "warmup_steps", "gradient_steps"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"RATE: {name}={getattr(self, name)} must be >= 0")
+        if self.return_scale is not None and self.return_scale <= 0:
+            raise ValueError(f"RATE: return_scale={self.return_scale} must be > 0")
+        self._initial_temperature()
+
+    def _initial_temperature(self) -> float:
+        if isinstance(self.ent_coef, str):
+            if self.ent_coef == "auto":
+                return 0.01
+            if self.ent_coef.startswith("auto_"):
+                try:
+                    return float(self.ent_coef[5:])
+                except ValueError:
+                    pass
+            raise ValueError(f"RATE: ent_coef={self.ent_coef!r}: use 'auto', 'auto_<initial value>' or a float")
+        if float(self.ent_coef) < 0:
+            raise ValueError(f"RATE: ent_coef={self.ent_coef} must be >= 0")
+        return float(self.ent_coef)
+
+    @property
+    def segment_len(self) -> int:
+        """Segment length of the model: K, or the whole window in ``dt`` mode (one segment, no memory)."""
+        return self.context_len * self.n_segments if self.mode == "dt" else self.context_len
+
+    def _architecture(self) -> dict[str, Any]:
+        arch = {key: getattr(self, key) for key in ARCHITECTURE_KEYS}
+        mem_len = self.mem_len
+        if mem_len is None:
+            mem_len = 3 * (3 * self.context_len + 2 * self.n_mem_tokens) if self.mode == "trxl" else 0
+        return dict(arch, segment_len=self.segment_len, mem_len=mem_len, weight_decay=self.weight_decay)
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        kwargs = dict(self._architecture(), **self.policy_kwargs)
+        if self.target_return is not None:
+            kwargs.update(target_return=self.target_return, return_scale=self._return_scale())
+        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **kwargs)
+        self.policy = self.policy.to(self.device)
+        self.log_temperature = th.nn.Parameter(th.tensor(np.log(self._initial_temperature()), device=self.device))
+        self.temperature_optimizer = th.optim.Adam([self.log_temperature], lr=self.temperature_lr)
+
+    def _return_scale(self) -> float:
+        if self.return_scale is not None:
+            return float(self.return_scale)
+        return 1.0 / max(1.0, abs(float(self.target_return)))
+
+    def _excluded_save_params(self) -> list[str]:
+        excluded = ["_demonstration_episodes", "replay_buffer"]
+        if not isinstance(self.demonstrations, (str, dict, type(None))):
+            excluded.append("demonstrations")
+        return super()._excluded_save_params() + excluded
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer", "temperature_optimizer"], ["log_temperature"]
+
+    # ---------------------------------------------------------- demonstrations
+    def demonstration_episodes(self) -> list[Episode]:
+        """The demonstrations, loaded (or collected) and validated against the env on first use."""
+        if getattr(self, "_demonstration_episodes", None) is None:
+            self._demonstration_episodes = resolve_demonstrations(
+                self.demonstrations, self.env, self.observation_space[OBSERVATION_KEY], self.action_space, self.verbose
+            )
+        return self._demonstration_episodes
+
+    def _prepare_buffer(self) -> TrajectoryBuffer:
+        episodes = self.demonstration_episodes() if self.demonstrations is not None else []
+        if self.target_return is None:
+            if not episodes:
+                raise ValueError("RATE: set target_return (the return to ask for) when there are no demonstrations")
+            self.target_return = float(max(ep.episode_return for ep in episodes))
+        self.return_scale = self._return_scale()
+        self.policy.target_return, self.policy.return_scale = self.target_return, self.return_scale
+        if self.replay_buffer is None:
+            self.replay_buffer = TrajectoryBuffer(
+                self.buffer_size, self.segment_len, self.return_scale, self.demo_fraction, seed=self.seed
+            )
+            self.replay_buffer.add_demonstrations(episodes)
+        return self.replay_buffer
+
+    # -------------------------------------------------------------- training
+    @property
+    def temperature(self) -> th.Tensor:
+        return self.log_temperature.exp().detach()
+
+    def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
+        batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device)
+        self.policy.set_training_mode(True)
+        terms = window_loss(self.policy, batch, entropy_weight)
+        check_finite(terms, step, phase)
+        self.policy.optimizer.zero_grad()
+        terms.loss.backward()
+        th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.policy.optimizer.step()
+        stats = {"loss": terms.loss.item(), "nll": terms.nll.item(), "entropy": terms.entropy.item()}
+        stats["action_accuracy" if terms.action_accuracy is not None else "action_mse"] = (
+            terms.action_accuracy if terms.action_accuracy is not None else terms.action_mse
+        )
+        stats["demo_share"] = batch.from_demonstrations.float().mean().item()
+        return stats
+
+    def pretrain(
+        self: SelfRATE,
+        n_steps: int | None = None,
+        log_interval: int = 100,
+        progress_bar: bool = False,
+        tb_log_name: str = "RATE",
+    ) -> SelfRATE:
+        """Offline training on the demonstrations: ``n_steps`` gradient steps (default ``n_pretrain_steps``).
+
+        Logs ``pretrain/loss``, ``pretrain/action_accuracy`` (or ``action_mse``) and ``pretrain/learning_rate``
+        against the pretraining step.
+        """
+        n_steps = self.n_pretrain_steps if n_steps is None else int(n_steps)
+        if self.demonstrations is None:
+            raise ValueError("RATE.pretrain needs demonstrations: pass demonstrations= to the constructor")
+        if n_steps < 1:
+            raise ValueError(f"RATE.pretrain: n_steps={n_steps} must be >= 1")
+        self._prepare_buffer()
+        if not self._custom_logger and not hasattr(self, "_logger"):
+            self._logger = configure_logger(self.verbose, self.tensorboard_log, tb_log_name, True)
+        base_lr = self.lr_schedule(1.0)
+        bar = _progress(progress_bar, n_steps, "pretrain")
+        window_stats: list[dict] = []
+        for step in range(n_steps):
+            factor = warmup_then_linear_decay(step, self.warmup_steps, n_steps, self.lr_end_factor)
+            for group in self.policy.optimizer.param_groups:
+                group["lr"] = base_lr * factor
+            n_segments = self._curriculum_segments(step, n_steps)
+            window_stats.append(self._gradient_step(n_segments, 0.0, step, "pretrain"))
+            self._pretrain_steps_done += 1
+            bar.update(1)
+            if (step + 1) % log_interval == 0 or step + 1 == n_steps:
+                self._log_stats("pretrain", window_stats, base_lr * factor, self._pretrain_steps_done)
+                window_stats = []
+        bar.close()
+        self._pretrained = True
+        return self
+
+    def _curriculum_segments(self, step: int, n_steps: int) -> int:
+        if not self.curriculum or self.mode == "dt":
+            return 1 if self.mode == "dt" else self.n_segments
+        return min(self.n_segments, 1 + step * self.n_segments // n_steps)
+
+    def _log_stats(self, prefix: str, stats: list[dict], lr: float, step: int) -> None:
+        for key in stats[0]:
+            self.logger.record(f"{prefix}/{key}", float(np.mean([s[key] for s in stats])))
+        self.logger.record(f"{prefix}/learning_rate", lr)
+        self.logger.dump(step=step)
+
+    def train(self, gradient_steps: int) -> None:
+        """Online gradient steps: NLL minus the learned temperature times the entropy, then dual ascent."""
+        self._update_learning_rate(self.policy.optimizer)
+        target = default_target_entropy(self.action_space) if self.target_entropy == "auto" else self.target_entropy
+        stats = []
+        n_segments = 1 if self.mode == "dt" else self.n_segments
+        for _ in range(gradient_steps):
+            step_stats = self._gradient_step(n_segments, self.temperature, self._n_updates, "train")
+            if isinstance(self.ent_coef, str):
+                temperature_loss = self.log_temperature.exp() * (step_stats["entropy"] - float(target))
+                self.temperature_optimizer.zero_grad()
+                temperature_loss.backward()
+                self.temperature_optimizer.step()
+                with th.no_grad():
+                    self.log_temperature.clamp_(np.log(1e-4), np.log(1.0))
+            self._n_updates += 1
+            stats.append(step_stats)
+        for key in stats[0]:
+            self.logger.record(f"train/{key}", float(np.mean([s[key] for s in stats])))
+        self.logger.record("train/temperature", self.temperature.item())
+        self.logger.record("train/target_entropy", float(target))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def learn(
+        self: SelfRATE,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "RATE",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfRATE:
+        """Pretrain on the demonstrations if that has not run, then fine-tune online for ``total_timesteps``."""
+        total_timesteps, callback = self._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        if self.demonstrations is not None and not self._pretrained and self.n_pretrain_steps > 0:
+            self.pretrain(self.n_pretrain_steps, progress_bar=progress_bar)
+        self._prepare_buffer()
+        callback.on_training_start(locals(), globals())
+        collector = OnlineCollector(self)
+        since_train = 0
+        while self.num_timesteps < total_timesteps:
+            if not collector.step(callback):
+                break
+            since_train += self.n_envs
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            if since_train >= self.train_freq:
+                since_train = 0
+                self.train(self.gradient_steps)
+                if log_interval and (self._n_updates // max(1, self.gradient_steps)) % log_interval == 0:
+                    self.dump_logs()
+        callback.on_training_end()
+        return self
+
+    def dump_logs(self) -> None:
+        elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
+        fps = int((self.num_timesteps - self._num_timesteps_at_start) / elapsed)
+        if len(self.ep_info_buffer) > 0:
+            self.logger.record("rollout/ep_rew_mean", safe_mean([ep["r"] for ep in self.ep_info_buffer]))
+            self.logger.record("rollout/ep_len_mean", safe_mean([ep["l"] for ep in self.ep_info_buffer]))
+        if len(self.ep_success_buffer) > 0:
+            self.logger.record("rollout/success_rate", safe_mean(self.ep_success_buffer))
+        self.logger.record("time/fps", fps)
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(step=self.num_timesteps)
+
+    # ------------------------------------------------------------ replay buffer
+    def save_replay_buffer(self, path) -> None:
+        """Save the trajectory buffer (demonstrations and online episodes) to continue training later."""
+        if self.replay_buffer is None:
+            raise ValueError("RATE has no trajectory buffer yet: call learn() or pretrain() first")
+        save_to_pkl(path, self.replay_buffer, self.verbose)
+
+    def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:
+        """Load a buffer saved by :meth:`save_replay_buffer` (whole episodes, so nothing needs truncating)."""
+        buffer = load_from_pkl(path, self.verbose)
+        if not isinstance(buffer, TrajectoryBuffer):
+            raise ValueError(f"{path} does not hold a RATE TrajectoryBuffer (got {type(buffer).__name__})")
+        self.replay_buffer = buffer
+
+
+def _progress(enabled: bool, total: int, description: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, disable=not enabled)

@@ -1,0 +1,62 @@
+"""Reward feedback for return-to-go conditioning.
+
+Stable-Baselines3 never passes rewards to ``predict``, yet a return-conditioned policy must lower its
+return-to-go by each reward it receives. :class:`PrevRewardWrapper` puts the previous reward into the
+observation, so every caller of ``predict`` (``evaluate_policy``, ``EvalCallback``, the zoo's enjoy) feeds
+it back without knowing about it. It sits inside ``Monitor``'s view of rewards, which stay untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+OBSERVATION_KEY = "observation"
+PREV_REWARD_KEY = "prev_reward"
+
+WRAP_HINT = (
+    "wrap the env with rate_sb3.wrappers.PrevRewardWrapper (gym env), e.g. "
+    "make_vec_env(env_id, wrapper_class=PrevRewardWrapper), or pass the env id to RATE, which wraps it"
+)
+
+
+def reward_observation_space(observation_space: spaces.Space) -> spaces.Dict:
+    """The Dict space seen by RATE: the original observation and the previous reward."""
+    reward_space = spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+    return spaces.Dict({OBSERVATION_KEY: observation_space, PREV_REWARD_KEY: reward_space})
+
+
+def has_reward_feedback(observation_space: spaces.Space) -> bool:
+    return isinstance(observation_space, spaces.Dict) and set(observation_space.spaces) == {
+        OBSERVATION_KEY,
+        PREV_REWARD_KEY,
+    }
+
+
+class PrevRewardWrapper(gym.ObservationWrapper):
+    """Observation ``{"observation": obs, "prev_reward": [r_{t-1}]}``, with 0 after a reset.
+
+    :param env: the env to wrap (its observation space must not be a Dict already)
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        if has_reward_feedback(env.observation_space):
+            raise ValueError("the env is already wrapped with PrevRewardWrapper")
+        super().__init__(env)
+        self.observation_space = reward_observation_space(env.observation_space)
+        self._prev_reward = 0.0
+
+    def reset(self, **kwargs) -> tuple[dict[str, Any], dict]:
+        self._prev_reward = 0.0
+        return super().reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._prev_reward = float(reward)
+        return self.observation(obs), reward, terminated, truncated, info
+
+    def observation(self, observation: Any) -> dict[str, Any]:
+        return {OBSERVATION_KEY: observation, PREV_REWARD_KEY: np.array([self._prev_reward], dtype=np.float32)}

@@ -1,0 +1,162 @@
+"""RATEPolicy: stateful predict against the training forward, batching, spaces and bad input."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+
+from rate_sb3 import RATE, PrevRewardWrapper
+from rate_sb3.buffers import hindsight_returns
+from rate_sb3.data import collect_episodes
+from rate_sb3.envs import make_expert
+from rate_sb3.policies import RATEPolicy
+from rate_sb3.wrappers import reward_observation_space
+
+SMALL = dict(context_len=4, n_segments=2, d_model=16, n_layers=2, n_heads=2, n_mem_tokens=2, batch_size=8)
+
+
+def tmaze_episode(corridor_length: int, goal: int):
+    env = gym.make("TMaze-v0", corridor_length=corridor_length)
+    expert = make_expert("TMaze-v0")
+    observations, actions, rewards = [env.reset(options={"goal": goal})[0]], [], []
+    expert.reset(env)
+    done = False
+    while not done:
+        action = expert.act(env)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        observations.append(obs)
+        actions.append(action)
+        rewards.append(reward)
+        done = terminated or truncated
+    return np.array(observations), np.array(actions), np.array(rewards, dtype=np.float32)
+
+
+def recorded_step_hidden(policy: RATEPolicy, observations, actions, rewards) -> th.Tensor:
+    """Step through predict feeding the demo's actions, recording the hidden state at each step."""
+    recorded = []
+    forced = iter(actions)
+
+    def act(hidden, deterministic):
+        recorded.append(hidden.clone())
+        return th.tensor([next(forced)])
+
+    policy.action_head.act = act
+    state, start, prev_reward = None, np.array([True]), 0.0
+    for t in range(len(actions)):
+        obs = {"observation": observations[t][None], "prev_reward": np.array([[prev_reward]], dtype=np.float32)}
+        _, state = policy.predict(obs, state, start)
+        start, prev_reward = np.array([False]), rewards[t]
+    return th.cat(recorded)
+
+
+@pytest.mark.parametrize("mode, mem_len", [("rate", 0), ("rate", 6), ("trxl", 12), ("dt", 0)])
+def test_stateful_predict_equals_the_training_forward(mode, mem_len):
+    model = RATE("RATEPolicy", "TMaze-v0", mode=mode, mem_len=mem_len, dropout=0.2, seed=0, **SMALL)
+    policy = model.policy.eval()
+    observations, actions, rewards = tmaze_episode(corridor_length=13, goal=-1)  # 14 steps: 4 segments
+    policy.target_return = float(rewards.sum())
+    with th.no_grad():
+        steps = recorded_step_hidden(policy, observations, actions, rewards)
+        n_steps = len(actions)
+        pad = -n_steps % policy.config.segment_len
+        pad_to = lambda x: np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])  # noqa: E731
+        hidden = policy.window_hidden(
+            th.as_tensor(pad_to(observations[:-1]))[None],
+            th.as_tensor(pad_to(actions))[None],
+            th.as_tensor(pad_to(hindsight_returns(rewards) * policy.return_scale))[None],
+            th.as_tensor(np.arange(n_steps + pad) < n_steps)[None],
+        )[0, :n_steps]
+    th.testing.assert_close(steps, hidden, atol=1e-4, rtol=1e-4)
+
+
+def test_batched_predict_with_different_segment_phases_equals_single_env_predict():
+    model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
+    env = make_vec_env("TMaze-v0", n_envs=3, wrapper_class=PrevRewardWrapper, env_kwargs=dict(corridor_length=7))
+    obs = env.reset()
+    rng = np.random.default_rng(0)
+    state, starts = None, np.ones(3, bool)
+    singles = [None, None, None]
+    for _ in range(25):
+        starts = starts | (rng.random(3) < 0.1)  # restart envs at random moments: phases drift apart
+        actions, state = model.predict(obs, state, starts, deterministic=True)
+        for i in range(3):
+            single_obs = {key: value[i : i + 1] for key, value in obs.items()}
+            single_action, singles[i] = model.predict(single_obs, singles[i], starts[i : i + 1], deterministic=True)
+            assert single_action[0] == actions[i]
+        obs, _, starts, _ = env.step(actions)
+
+
+def test_predict_copies_episode_start_and_handles_unbatched_observations():
+    model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
+    env = PrevRewardWrapper(gym.make("TMaze-v0", corridor_length=5))
+    obs, _ = env.reset(seed=0)
+    starts = np.array([True])
+    action, state = model.predict(obs, None, starts, deterministic=True)
+    assert np.ndim(action) == 0 and starts[0]
+    starts[0] = False
+    action, state = model.predict(obs, state, starts, deterministic=True)
+    assert state.step[0] == 2
+
+
+def test_box_actions_are_rescaled_to_the_action_bounds():
+    env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -2.0, 2.0)
+    model = RATE("RATEPolicy", env, target_return=0.0, seed=0, **SMALL)
+    vec = model.get_env()
+    obs = vec.reset()
+    actions, _ = model.predict(obs, None, np.ones(1, bool))
+    assert actions.shape == (1, 1) and np.all(np.abs(actions) <= 2.0)
+
+
+def test_predict_without_reward_feedback_says_how_to_wrap():
+    model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
+    raw_obs, _ = gym.make("TMaze-v0").reset(seed=0)
+    with pytest.raises(ValueError, match="PrevRewardWrapper"):
+        model.predict(raw_obs)
+
+
+def test_state_of_another_batch_size_is_rejected():
+    model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
+    obs = {"observation": np.zeros((2, 4), np.float32), "prev_reward": np.zeros((2, 1), np.float32)}
+    _, state = model.predict(obs)
+    three = {key: np.concatenate([value, value[:1]]) for key, value in obs.items()}
+    with pytest.raises(ValueError, match="state holds 2 envs but the observation has 3"):
+        model.predict(three, state, np.zeros(3, bool))
+
+
+@pytest.mark.parametrize(
+    "observation_space, action_space, message",
+    [
+        (spaces.Dict({"a": spaces.Box(0, 1, (2,))}), spaces.Discrete(2), "FlattenObservation"),
+        (spaces.Box(0, 1, (2,)), spaces.MultiDiscrete([2, 2]), "action space"),
+        (spaces.Box(0, 1, (2,)), spaces.Box(-np.inf, np.inf, (1,)), "bounded Box"),
+        (spaces.Box(0, 255, (8, 8, 3), np.uint8), spaces.Discrete(2), "channel-first"),
+    ],
+)
+def test_unsupported_spaces_are_rejected_with_the_fix(observation_space, action_space, message):
+    with pytest.raises(ValueError, match=message):
+        RATEPolicy(reward_observation_space(observation_space), action_space, lambda _: 1e-3)
+
+
+def test_policy_needs_reward_feedback_in_its_observation_space():
+    with pytest.raises(ValueError, match="PrevRewardWrapper"):
+        RATEPolicy(spaces.Box(0, 1, (2,)), spaces.Discrete(2), lambda _: 1e-3)
+
+
+def test_image_and_discrete_observations_are_encoded():
+    for space in (
+        spaces.Box(0, 255, (3, 40, 40), np.uint8),
+        spaces.Box(0, 255, (3, 7, 7), np.uint8),
+        spaces.Discrete(5),
+    ):
+        policy = RATEPolicy(reward_observation_space(space), spaces.Discrete(3), lambda _: 1e-3, **{"segment_len": 2})
+        obs = {"observation": np.stack([space.sample() for _ in range(2)]), "prev_reward": np.zeros((2, 1))}
+        actions, _ = policy.predict(obs, None, np.ones(2, bool))
+        assert actions.shape == (2,)
+
+
+def test_collected_expert_demonstrations_validate_against_the_policy_spaces():
+    episodes = collect_episodes(make_expert("TMaze-v0"), lambda: gym.make("TMaze-v0", corridor_length=3), 4)
+    model = RATE("RATEPolicy", "TMaze-v0", demonstrations=episodes, seed=0, **SMALL)
+    assert len(model.demonstration_episodes()) == 4
