@@ -13,6 +13,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from rate_sb3.data import Episode, collect_episodes, load_demonstrations, save_episodes, validate_episodes
 from rate_sb3.envs import make_env, make_expert
+from rate_sb3.wrappers import VecObservationOnly
 
 DemonstrationSource = Sequence[Episode] | str | os.PathLike | dict[str, Any] | None
 EXPERT_SPEC_KEYS = {"expert", "n_episodes", "expert_kwargs", "env_id", "env_kwargs", "cache", "n_envs", "seed"}
@@ -43,9 +44,9 @@ def resolve_demonstrations(
 def collect_from_spec(spec: dict[str, Any], env: VecEnv | None, verbose: int = 0) -> list[Episode]:
     """Collect episodes with the env's privileged expert, reusing (or writing) the ``cache`` file.
 
-    Spec keys: ``expert`` (``"privileged"``), ``n_episodes``, ``expert_kwargs``, ``env_id`` (default: the
-    training env's id), ``env_kwargs`` (default: the training env's), ``cache`` (an ``.npz`` path),
-    ``n_envs`` and ``seed``.
+    Spec keys: ``expert`` (``"privileged"``), ``n_episodes``, ``expert_kwargs``, ``cache`` (an ``.npz``
+    path), ``seed``; by default the episodes are recorded on the training env itself (its wrappers and
+    kwargs); ``env_id`` with ``env_kwargs`` and ``n_envs`` records them on a separate raw env instead.
     """
     unknown = set(spec) - EXPERT_SPEC_KEYS
     if unknown:
@@ -60,27 +61,18 @@ def collect_from_spec(spec: dict[str, Any], env: VecEnv | None, verbose: int = 0
     cache = spec.get("cache")
     if cache is not None and Path(cache).exists():
         return load_demonstrations(cache)
-    env_id, env_kwargs = _env_id_and_kwargs(spec, env)
+    if "env_id" in spec:
+        env_id, n_envs = spec["env_id"], spec.get("n_envs", 4)
+        collection_env = functools.partial(make_env, env_id, **spec.get("env_kwargs", {}))
+    elif env is not None and "env_kwargs" not in spec:
+        env_id, n_envs = env.get_attr("spec")[0].id, None
+        collection_env = VecObservationOnly(env)  # the training env itself: same wrappers and kwargs
+    else:
+        raise ValueError("demonstrations spec: give env_id (with env_kwargs) to collect on another env")
     expert = make_expert(env_id, **spec.get("expert_kwargs", {}))
     episodes = collect_episodes(
-        expert,
-        functools.partial(make_env, env_id, **env_kwargs),
-        n_episodes,
-        seed=spec.get("seed", 0),
-        progress_bar=verbose > 0,
-        n_envs=spec.get("n_envs", 4),
+        expert, collection_env, n_episodes, seed=spec.get("seed", 0), progress_bar=verbose > 0, n_envs=n_envs
     )
     if cache is not None:
         save_episodes(episodes, cache)
     return episodes
-
-
-def _env_id_and_kwargs(spec: dict[str, Any], env: VecEnv | None) -> tuple[str, dict[str, Any]]:
-    if "env_id" in spec:
-        return spec["env_id"], dict(spec.get("env_kwargs", {}))
-    if env is None:
-        raise ValueError("demonstrations spec needs env_id when the model has no env")
-    env_spec = env.get_attr("spec")[0]
-    if env_spec is None:
-        raise ValueError("the training env has no registered id: put env_id in the demonstrations spec")
-    return env_spec.id, dict(spec.get("env_kwargs", env_spec.kwargs))

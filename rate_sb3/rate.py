@@ -11,10 +11,11 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import configure_logger, safe_mean
+from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule, configure_logger, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 
 from rate_sb3.buffers import TrajectoryBuffer
@@ -57,6 +58,9 @@ class RATE(BaseAlgorithm):
     :param policy: ``"RATEPolicy"`` or the policy class
     :param env: env id, gym env or VecEnv (a VecEnv must already carry PrevRewardWrapper)
     :param learning_rate: peak learning rate (float or schedule of the remaining progress)
+    :param online: ``True``: :meth:`learn` pretrains (``n_pretrain_steps``) then acts for ``total_timesteps``
+        env steps; ``False``: :meth:`learn` trains offline for ``total_timesteps`` gradient steps, calling the
+        callbacks after each (so evaluation, checkpoints, pruning and progress bars work offline)
     :param demonstrations: Episode list, ``.npz`` path, Minari id or dir, imitation dataset dir, or an expert
         spec ``{"expert": "privileged", "n_episodes": N, "expert_kwargs": {...}, "env_kwargs": {...},
         "cache": "demos/x.npz"}`` collected on first use
@@ -98,6 +102,7 @@ class RATE(BaseAlgorithm):
         env: GymEnv | str | None,
         learning_rate: float | Schedule = 3e-4,
         demonstrations: DemonstrationSource = None,
+        online: bool = True,
         context_len: int = 50,
         n_segments: int = 3,
         d_model: int = 64,
@@ -147,7 +152,7 @@ class RATE(BaseAlgorithm):
         super().__init__(
             policy,
             env,
-            learning_rate=learning_rate,
+            learning_rate=plain_schedule(learning_rate),
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
@@ -157,7 +162,7 @@ class RATE(BaseAlgorithm):
             support_multi_env=True,
             supported_action_spaces=(spaces.Discrete, spaces.Box),
         )
-        self.demonstrations = demonstrations
+        self.demonstrations, self.online = demonstrations, online
         self.context_len, self.n_segments = context_len, n_segments
         self.d_model, self.n_layers, self.n_heads, self.d_head, self.d_inner = (
             d_model,
@@ -315,10 +320,17 @@ class RATE(BaseAlgorithm):
         if n_steps < 1:
             raise ValueError(f"RATE.pretrain: n_steps={n_steps} must be >= 1")
         self._prepare_buffer()
-        if not self._custom_logger and not hasattr(self, "_logger"):
+        if not hasattr(self, "_logger"):
             self._logger = configure_logger(self.verbose, self.tensorboard_log, tb_log_name, True)
+        self._offline_steps(n_steps, log_interval, progress_bar)
+        return self
+
+    def _offline_steps(
+        self, n_steps: int, log_interval: int, progress_bar: bool = False, callback: BaseCallback | None = None
+    ) -> None:
+        """Gradient steps on the demonstrations; with a callback, each step counts as one timestep."""
         base_lr = self.lr_schedule(1.0)
-        bar = _progress(progress_bar, n_steps, "pretrain")
+        bar = _progress(progress_bar and callback is None, n_steps, "pretrain")
         window_stats: list[dict] = []
         for step in range(n_steps):
             factor = warmup_then_linear_decay(step, self.warmup_steps, n_steps, self.lr_end_factor)
@@ -331,9 +343,13 @@ class RATE(BaseAlgorithm):
             if (step + 1) % log_interval == 0 or step + 1 == n_steps:
                 self._log_stats("pretrain", window_stats, base_lr * factor, self._pretrain_steps_done)
                 window_stats = []
+            if callback is not None:
+                self.num_timesteps += 1
+                callback.update_locals(locals())
+                if not callback.on_step():
+                    break
         bar.close()
         self._pretrained = True
-        return self
 
     def _curriculum_segments(self, step: int, n_steps: int) -> int:
         if not self.curriculum or self.mode == "dt":
@@ -382,6 +398,14 @@ class RATE(BaseAlgorithm):
         total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
+        if not self.online:
+            if self.demonstrations is None:
+                raise ValueError("RATE(online=False) trains on demonstrations only: pass demonstrations=")
+            self._prepare_buffer()
+            callback.on_training_start(locals(), globals())
+            self._offline_steps(total_timesteps - self.num_timesteps, log_interval=100, callback=callback)
+            callback.on_training_end()
+            return self
         if self.demonstrations is not None and not self._pretrained and self.n_pretrain_steps > 0:
             self.pretrain(self.n_pretrain_steps, progress_bar=progress_bar)
         self._prepare_buffer()
@@ -426,6 +450,15 @@ class RATE(BaseAlgorithm):
         if not isinstance(buffer, TrajectoryBuffer):
             raise ValueError(f"{path} does not hold a RATE TrajectoryBuffer (got {type(buffer).__name__})")
         self.replay_buffer = buffer
+
+
+def plain_schedule(learning_rate: float | Schedule) -> float | Schedule:
+    """Replace rl_zoo3's schedule objects with SB3's, so that saved zips load without rl_zoo3 installed."""
+    if type(learning_rate).__module__.startswith("rl_zoo3") and hasattr(learning_rate, "initial_value"):
+        initial = float(learning_rate.initial_value)
+        linear = "Linear" in type(learning_rate).__name__
+        return LinearSchedule(initial, 0.0, 1.0) if linear else ConstantSchedule(initial)
+    return learning_rate
 
 
 def _progress(enabled: bool, total: int, description: str):

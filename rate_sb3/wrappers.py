@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 OBSERVATION_KEY = "observation"
 PREV_REWARD_KEY = "prev_reward"
@@ -60,3 +61,25 @@ class PrevRewardWrapper(gym.ObservationWrapper):
 
     def observation(self, observation: Any) -> dict[str, Any]:
         return {OBSERVATION_KEY: observation, PREV_REWARD_KEY: np.array([self._prev_reward], dtype=np.float32)}
+
+
+class VecObservationOnly(VecEnvWrapper):
+    """Hides the previous reward again: a VecEnv of the original observations, used to record demonstrations
+    on the training env itself (same wrappers and env kwargs)."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv, observation_space=venv.observation_space[OBSERVATION_KEY])
+
+    def reset(self) -> Any:
+        return self.venv.reset()[OBSERVATION_KEY]
+
+    def step_wait(self):
+        observations, rewards, dones, infos = self.venv.step_wait()
+        infos = [_strip_terminal_observation(info) for info in infos]
+        return observations[OBSERVATION_KEY], rewards, dones, infos
+
+
+def _strip_terminal_observation(info: dict) -> dict:
+    if "terminal_observation" not in info:
+        return info
+    return dict(info, terminal_observation=info["terminal_observation"][OBSERVATION_KEY])

@@ -1,0 +1,111 @@
+"""T-Maze memory: success rate against episode length, pretrained on oracle demonstrations with T <= 150.
+
+    python benchmarks/tmaze_memory.py --mode rate --seed 0             # one run (about 20 min on 2 cores)
+    python benchmarks/tmaze_memory.py --mode dt --memory-grad bptt      # the DT baseline, same budget
+    python benchmarks/tmaze_memory.py --quick                          # a smoke run (about 1 min)
+
+Writes ``benchmarks/results/tmaze_<mode>_<memory_grad>_seed<seed>.json`` (``--out`` overrides) and prints
+the same JSON object as the last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import torch as th
+
+from rate_sb3 import RATE
+from rate_sb3.data import collect_episodes
+from rate_sb3.envs import make_expert
+from rate_sb3.evaluate import evaluate
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TRAIN_LENGTHS = list(range(1, 149))  # corridor lengths L, so T = L + 2 <= 150
+EVAL_T = [9, 30, 90, 150, 300, 900, 2400, 9600]
+
+# One architecture for every mode: K = 50 steps, 3 segments, as in the paper's T-Maze runs.
+ARCHITECTURE = dict(
+    context_len=50, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=8, n_heads_mrv=2, dropout=0.1
+)
+
+
+def run(args: argparse.Namespace) -> dict:
+    th.manual_seed(args.seed)
+    started = time.perf_counter()
+    demos = collect_episodes(
+        make_expert("TMaze-v0"),
+        lambda: gym.make("TMaze-v0", corridor_length=TRAIN_LENGTHS),
+        args.demos,
+        n_envs=4,
+        seed=args.seed,
+    )
+    model = RATE(
+        "RATEPolicy",
+        "TMaze-v0",
+        demonstrations=demos,
+        mode=args.mode,
+        memory_grad=args.memory_grad,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        warmup_steps=200,
+        seed=args.seed,
+        **ARCHITECTURE,
+    )
+    pretrain_started = time.perf_counter()
+    model.pretrain(args.steps, log_interval=args.steps // 10 or 1)
+    pretrain_seconds = time.perf_counter() - pretrain_started
+    success = {}
+    for length in args.eval_t:
+        result = evaluate(model, "TMaze-v0", {"corridor_length": length - 2}, args.episodes, args.episodes, args.seed)
+        success[str(length)] = result["success_rate"]
+        print(f"T={length}: success {result['success_rate']:.2f} ({result['seconds']:.0f} s)", flush=True)
+    return {
+        "benchmark": "tmaze_memory",
+        "mode": args.mode,
+        "memory_grad": args.memory_grad,
+        "seed": args.seed,
+        "pretrain_steps": args.steps,
+        "batch_size": args.batch_size,
+        "demonstrations": args.demos,
+        "architecture": ARCHITECTURE,
+        "success": success,
+        "episodes_per_length": args.episodes,
+        "pretrain_seconds": round(pretrain_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "machine": f"{platform.processor() or platform.machine()}, {th.get_num_threads()} threads",
+        "torch": th.__version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", default="rate", choices=["rate", "rmt", "trxl", "dt"])
+    parser.add_argument("--memory-grad", default="bptt", choices=["bptt", "detach"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=3000, help="pretraining gradient steps")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--demos", type=int, default=2000)
+    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per length")
+    parser.add_argument("--eval-t", type=int, nargs="+", default=EVAL_T)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 60 steps, 10 episodes, T <= 900")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.episodes, args.demos, args.eval_t = 60, 10, 200, [9, 150, 900]
+    result = run(args)
+    out = args.out or RESULTS / f"tmaze_{args.mode}_{args.memory_grad}_seed{args.seed}{'_quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
