@@ -1,0 +1,233 @@
+"""RATE: pretraining learns, save/load round trips, logging, callbacks, and every bad-input path."""
+
+import json
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from rate_sb3 import RATE, PrevRewardWrapper
+from rate_sb3.data import Episode, collect_episodes, save_episodes
+from rate_sb3.envs import make_expert
+from rate_sb3.evaluate import evaluate
+
+TINY = dict(context_len=4, n_segments=3, d_model=32, n_layers=1, n_heads=2, n_mem_tokens=2, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def tmaze_demos():
+    """Oracle episodes with corridors of 1..10: the junction falls in the first, second or third segment."""
+    env_fn = lambda: gym.make("TMaze-v0", corridor_length=list(range(1, 11)))  # noqa: E731
+    return collect_episodes(make_expert("TMaze-v0"), env_fn, 300, n_envs=4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmaze_demos):
+    """A tiny model pretrained until it solves T-Maze with corridors up to 10 (T <= 12, three segments)."""
+    th.manual_seed(0)
+    model = RATE(
+        "RATEPolicy",
+        "TMaze-v0",
+        demonstrations=tmaze_demos,
+        learning_rate=2e-3,
+        warmup_steps=20,
+        lr_end_factor=1.0,
+        seed=0,
+        **TINY,
+    )
+    return model.pretrain(1200, log_interval=400)
+
+
+def test_pretraining_learns_tmaze_memory_across_segments(trained):
+    # corridor 10: clue at t = 0 in segment 0, junction at t = 10 in segment 2 (K = 4), so only memory helps
+    result = evaluate(trained, "TMaze-v0", {"corridor_length": 10}, n_episodes=40, n_envs=8)
+    assert result["success_rate"] == 1.0
+    short = evaluate(trained, "TMaze-v0", {"corridor_length": 2}, n_episodes=20, n_envs=4)
+    assert short["success_rate"] == 1.0
+
+
+def test_evaluate_policy_and_our_evaluation_agree(trained):
+    env = PrevRewardWrapper(gym.make("TMaze-v0", corridor_length=7))
+    mean_reward, _ = evaluate_policy(trained, env, n_eval_episodes=20, deterministic=True)
+    ours = evaluate(trained, "TMaze-v0", {"corridor_length": 7}, n_episodes=20, n_envs=5)
+    assert mean_reward == ours["mean_return"] == 1.0
+
+
+def test_save_load_gives_identical_actions_without_demonstrations(trained, tmp_path):
+    path = tmp_path / "model.zip"
+    trained.save(path)
+    loaded = RATE.load(path)
+    assert loaded.demonstrations is None or not isinstance(loaded.demonstrations, list)
+    assert loaded.target_return == trained.target_return and loaded.return_scale == trained.return_scale
+    assert th.equal(loaded.log_temperature, trained.log_temperature)
+    env = PrevRewardWrapper(gym.make("TMaze-v0", corridor_length=9))
+    for seed in range(4):
+        obs, _ = env.reset(seed=seed)
+        states = [None, None]
+        start = np.array([True])
+        for _ in range(11):
+            action_a, states[0] = trained.predict(obs, states[0], start, deterministic=True)
+            action_b, states[1] = loaded.predict(obs, states[1], start, deterministic=True)
+            assert action_a == action_b
+            obs, _, terminated, truncated, _ = env.step(action_a)
+            start = np.array([False])
+            if terminated or truncated:
+                break
+
+
+def test_evaluate_cli_prints_json_and_splits_goals_evenly(trained, tmp_path):
+    path = tmp_path / "model.zip"
+    trained.save(path)
+    command = [sys.executable, "-m", "rate_sb3.evaluate", "--model", str(path), "--env", "TMaze-v0"]
+    command += ["--env-kwargs", "corridor_length:6", "--episodes", "10", "--n-envs", "3", "--seed", "4"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    result = json.loads(output)
+    assert set(result) == {"env", "episodes", "mean_return", "std_return", "success_rate", "mean_length", "seconds"}
+    assert result["episodes"] == 10 and result["success_rate"] == 1.0 and result["mean_length"] == 7.0
+    goals = [gym.make("TMaze-v0").reset(seed=4 + j)[0][1] for j in range(10)]
+    assert goals.count(1.0) == goals.count(-1.0) == 5
+
+
+def test_evaluate_cli_reports_a_missing_model_cleanly(tmp_path):
+    command = [sys.executable, "-m", "rate_sb3.evaluate", "--model", str(tmp_path / "nope.zip"), "--env", "TMaze-v0"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2 and "no model file" in result.stderr
+
+
+def test_pretraining_logs_loss_accuracy_and_learning_rate_to_tensorboard(tmaze_demos, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = RATE("RATEPolicy", "TMaze-v0", demonstrations=tmaze_demos, tensorboard_log=str(tmp_path), **TINY)
+    model.pretrain(4, log_interval=2)
+    run_dir = next(tmp_path.iterdir())
+    tags = EventAccumulator(str(run_dir)).Reload().Tags()["scalars"]
+    assert {"pretrain/loss", "pretrain/action_accuracy", "pretrain/learning_rate"} <= set(tags)
+
+
+def test_offline_learn_counts_gradient_steps_and_calls_callbacks(tmaze_demos):
+    class Counter(BaseCallback):
+        def _on_step(self) -> bool:
+            return self.n_calls < 5
+
+    model = RATE("RATEPolicy", "TMaze-v0", demonstrations=tmaze_demos, online=False, **TINY)
+    counter = Counter()
+    model.learn(20, callback=counter)
+    assert counter.n_calls == 5 and model.num_timesteps == 5
+
+
+def test_online_learn_calls_callbacks_every_env_step_and_fills_the_buffer(tmaze_demos):
+    class Counter(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+    env = gym.make("TMaze-v0", corridor_length=3)
+    model = RATE(
+        "RATEPolicy", env, demonstrations=tmaze_demos[:20], n_pretrain_steps=2, train_freq=8, gradient_steps=1, **TINY
+    )
+    counter = Counter()
+    model.learn(24, callback=counter)
+    assert counter.n_calls == 24 and model.num_timesteps == 24
+    assert len(model.replay_buffer.online) == 24 // 5  # every episode has at most 5 steps (T = L + 2)
+
+
+def test_nan_loss_raises_value_error_with_the_step(tmaze_demos):
+    bad = [Episode(ep.observations, ep.actions, ep.rewards.copy(), ep.terminated, ep.truncated) for ep in tmaze_demos]
+    model = RATE("RATEPolicy", "TMaze-v0", demonstrations=bad, **TINY)
+    with th.no_grad():
+        model.policy.return_encoder.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="pretrain loss is not finite at step 0"):
+        model.pretrain(1)
+
+
+def test_demonstrations_that_do_not_match_the_env_are_rejected_before_training():
+    cartpole = collect_episodes(lambda obs: np.zeros(len(obs), dtype=np.int64), "CartPole-v1", 2)
+    model = RATE("RATEPolicy", "TMaze-v0", demonstrations=cartpole, **TINY)
+    with pytest.raises(ValueError, match="episode 0"):
+        model.pretrain(1)
+
+
+def test_missing_and_corrupt_demonstration_files_are_named(tmp_path):
+    model = RATE("RATEPolicy", "TMaze-v0", demonstrations=str(tmp_path / "missing.npz"), **TINY)
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        model.pretrain(1)
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="corrupt.npz"):
+        RATE("RATEPolicy", "TMaze-v0", demonstrations=str(corrupt), **TINY).pretrain(1)
+
+
+def test_expert_spec_collects_once_and_reuses_the_cache(tmp_path):
+    cache = tmp_path / "demos" / "tmaze.npz"
+    spec = {"expert": "privileged", "n_episodes": 6, "cache": str(cache)}
+    env = gym.make("TMaze-v0", corridor_length=[2, 3])
+    model = RATE("RATEPolicy", env, demonstrations=spec, **TINY)
+    episodes = model.demonstration_episodes()
+    assert len(episodes) == 6 and cache.exists() and {ep.length for ep in episodes} <= {3, 4}
+    save_episodes(episodes[:2], cache)  # a changed cache proves the second model reads it
+    assert len(RATE("RATEPolicy", env, demonstrations=spec, **TINY).demonstration_episodes()) == 2
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"expert": "privileged", "n_episodes": 0}, "n_episodes=0"),
+        ({"expert": "privileged", "n_episodes": 2, "colour": "red"}, "unknown key"),
+        ({"expert": "ppo", "n_episodes": 2}, "only 'privileged'"),
+    ],
+)
+def test_bad_expert_specs_are_rejected(spec, message):
+    with pytest.raises(ValueError, match=message):
+        RATE("RATEPolicy", "TMaze-v0", demonstrations=spec, **TINY).pretrain(1)
+
+
+def test_empty_demonstrations_are_rejected():
+    with pytest.raises(ValueError, match="no episodes"):
+        RATE("RATEPolicy", "TMaze-v0", demonstrations=[], **TINY).pretrain(1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(context_len=0), "context_len=0"),
+        (dict(n_segments=0), "n_segments=0"),
+        (dict(batch_size=0), "batch_size=0"),
+        (dict(n_mem_tokens=-1), "n_mem_tokens=-1"),
+        (dict(mode="lstm"), "mode='lstm'"),
+        (dict(ent_coef="sometimes"), "ent_coef='sometimes'"),
+        (dict(return_scale=0.0), "return_scale=0.0"),
+    ],
+)
+def test_out_of_range_arguments_are_rejected_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RATE("RATEPolicy", "TMaze-v0", **dict(TINY, **kwargs))
+
+
+def test_a_vec_env_without_reward_feedback_is_rejected_with_the_fix():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    with pytest.raises(ValueError, match="PrevRewardWrapper"):
+        RATE("RATEPolicy", make_vec_env("TMaze-v0", n_envs=2), **TINY)
+
+
+def test_pretrain_without_demonstrations_and_online_without_target_return_explain_themselves():
+    model = RATE("RATEPolicy", "TMaze-v0", **TINY)
+    with pytest.raises(ValueError, match="needs demonstrations"):
+        model.pretrain(1)
+    with pytest.raises(ValueError, match="set target_return"):
+        model.learn(4)
+
+
+def test_replay_buffer_round_trip(tmaze_demos, tmp_path):
+    model = RATE("RATEPolicy", "TMaze-v0", demonstrations=tmaze_demos[:10], **TINY)
+    with pytest.raises(ValueError, match="no trajectory buffer"):
+        model.save_replay_buffer(tmp_path / "buffer.pkl")
+    model.pretrain(1)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    other = RATE("RATEPolicy", "TMaze-v0", **TINY)
+    other.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert len(other.replay_buffer.demonstrations) == 10
