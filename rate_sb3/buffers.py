@@ -92,10 +92,13 @@ class TrajectoryBuffer:
         pools = [(list(self.demonstrations), True), (list(self.online), False)]
         pools = [([ep for ep in pool if ep.length >= min_length], is_demo) for pool, is_demo in pools]
         pools = [(pool, is_demo) for pool, is_demo in pools if pool]
-        n_demo = batch_size if len(pools) == 1 else int(round(self.demo_fraction * batch_size))
+        if len(pools) == 1:  # a lone pool (demonstrations only, or online episodes only) gives the whole batch
+            counts = [batch_size]
+        else:
+            n_demo = int(round(self.demo_fraction * batch_size))
+            counts = [n_demo, batch_size - n_demo]  # pools keep their order: demonstrations first
         chosen = []
-        for pool, is_demo in pools:
-            count = n_demo if is_demo else batch_size - n_demo
+        for (pool, is_demo), count in zip(pools, counts):
             weights = np.array([np.ceil(ep.length / self.segment_len) for ep in pool], dtype=float)
             picks = self.rng.choice(len(pool), size=count, p=weights / weights.sum())
             chosen += [(pool[i], is_demo) for i in picks]

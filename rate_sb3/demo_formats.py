@@ -69,10 +69,18 @@ def save_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> None:
     try:
         with os.fdopen(file_descriptor, "wb") as file:
             np.savez(file, **arrays)
+        os.chmod(temporary_path, _new_file_mode())  # mkstemp creates 0o600 files
         os.replace(temporary_path, path)
     except BaseException:
         Path(temporary_path).unlink(missing_ok=True)
         raise
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process umask (read by setting it and back)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:

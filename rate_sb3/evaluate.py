@@ -5,24 +5,40 @@ Episode j is reset with seed ``S + j`` whatever the number of parallel envs, so 
 sides. The last stdout line is one JSON object with ``env``, ``episodes``, ``mean_return``, ``std_return``,
 ``success_rate`` (from ``info["is_success"]``, null when the env does not report it), ``mean_length``
 and ``seconds``.
+
+Env wrappers (``--env-wrapper PATH``, repeatable, applied in order, like rl_zoo3's ``env_wrapper``) come from
+the run folder's ``<env id>/config.yml`` when ``--model`` was trained by the zoo and the flag is not given.
+Images are made channel-first, as Stable-Baselines3 does for training (VecTransposeImage), when the model
+expects it; the previous reward is added to the observation when the model expects it.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import copy
+import functools
+import importlib
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import yaml
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+from stable_baselines3.common.vec_env import VecTransposeImage
 
 from rate_sb3.envs import make_env
 from rate_sb3.wrappers import PrevRewardWrapper, has_reward_feedback
+
+EnvWrappers = str | dict[str, dict[str, Any]] | Sequence[str | dict[str, dict[str, Any]]] | None
+"""rl_zoo3's ``env_wrapper`` value: a dotted class path, ``{path: kwargs}``, or a list of them (applied in order)."""
 
 
 def evaluate(
@@ -33,12 +49,18 @@ def evaluate(
     n_envs: int = 1,
     seed: int = 0,
     deterministic: bool = True,
+    env_wrappers: EnvWrappers = None,
 ) -> dict[str, Any]:
-    """Run ``n_episodes`` episodes over ``n_envs`` envs stepped in one batch; returns the summary dict."""
+    """Run ``n_episodes`` episodes over ``n_envs`` envs stepped in one batch; returns the summary dict.
+
+    :param env_wrappers: wrappers applied to each env, as rl_zoo3's ``env_wrapper`` (e.g.
+        ``["minigrid.wrappers.ImgObsWrapper", "rate_sb3.wrappers.PrevRewardWrapper"]``)
+    """
     if n_episodes < 1 or n_envs < 1:
         raise ValueError(f"episodes ({n_episodes}) and n_envs ({n_envs}) must be >= 1")
     start_time = time.perf_counter()
-    envs = [_make_eval_env(model, env_id, env_kwargs or {}) for _ in range(min(n_envs, n_episodes))]
+    wrappers = resolve_env_wrappers(env_wrappers)
+    envs = [_make_eval_env(model, env_id, env_kwargs or {}, wrappers) for _ in range(min(n_envs, n_episodes))]
     runner = _EpisodeRunner(envs, n_episodes, seed)
     state, starts = None, np.ones(len(envs), dtype=bool)
     while runner.active.any():
@@ -59,11 +81,146 @@ def evaluate(
     }
 
 
-def _make_eval_env(model: BaseAlgorithm, env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
+def _make_eval_env(
+    model: BaseAlgorithm, env_id: str, env_kwargs: dict[str, Any], wrappers: list[tuple[str, Callable]]
+) -> gym.Env:
     env = make_env(env_id, **env_kwargs)
+    for name, wrapper in wrappers:
+        try:
+            env = wrapper(env)
+        except Exception as error:  # any failure of a user's wrapper: name it
+            raise ValueError(f"env wrapper {name}: cannot wrap {env_id}: {type(error).__name__}: {error}") from error
     if has_reward_feedback(model.observation_space) and not has_reward_feedback(env.observation_space):
         env = PrevRewardWrapper(env)
+    keys = _keys_to_transpose(model.observation_space, env.observation_space)
+    env = _ChannelFirst(env, keys) if keys else env
+    if _shapes(env.observation_space) != _shapes(model.observation_space):
+        raise ValueError(
+            f"{env_id} gives observations {env.observation_space}, the model expects {model.observation_space}: "
+            "give the env wrappers it was trained with (--env-wrapper PATH, or the zoo run's config.yml next to it)"
+        )
     return env
+
+
+def _shapes(space: spaces.Space) -> Any:
+    if isinstance(space, spaces.Dict):
+        return {key: _shapes(subspace) for key, subspace in space.spaces.items()}
+    return space.shape
+
+
+def resolve_env_wrappers(env_wrappers: EnvWrappers) -> list[tuple[str, Callable[[gym.Env], gym.Env]]]:
+    """The wrappers of rl_zoo3's ``env_wrapper`` value, imported, as ``(name, callable)`` pairs in order.
+
+    :raises ValueError: naming the wrapper that cannot be imported or is malformed
+    """
+    if env_wrappers is None:
+        return []
+    items = [env_wrappers] if isinstance(env_wrappers, (str, dict)) else list(env_wrappers)
+    wrappers = []
+    for item in items:
+        kwargs: dict[str, Any] = {}
+        if isinstance(item, dict):
+            if len(item) != 1:
+                raise ValueError(f"env wrapper {item!r}: expected one {{path: kwargs}} pair")
+            ((item, kwargs),) = item.items()
+            kwargs = dict(kwargs or {})
+        wrappers.append((str(item), functools.partial(_import_wrapper(item), **kwargs)))
+    return wrappers
+
+
+def _import_wrapper(name: Any) -> Callable[[gym.Env], gym.Env]:
+    if not isinstance(name, str):
+        if callable(name):
+            return name
+        raise ValueError(f"env wrapper {name!r}: expected a dotted import path such as minigrid.wrappers.ImgObsWrapper")
+    module_name, _, attribute = name.rpartition(".")
+    if not module_name:
+        raise ValueError(f"env wrapper {name!r}: expected a dotted import path such as minigrid.wrappers.ImgObsWrapper")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"env wrapper {name}: cannot import {module_name} ({error})") from error
+    wrapper = getattr(module, attribute, None)
+    if not callable(wrapper):
+        raise ValueError(f"env wrapper {name}: {module_name} has no wrapper named {attribute!r}")
+    return wrapper
+
+
+def _keys_to_transpose(model_space: spaces.Space, env_space: spaces.Space) -> list[str | None]:
+    """Observation keys (None: the whole observation) that are channel-last images the model wants channel-first."""
+    if isinstance(model_space, spaces.Dict) and isinstance(env_space, spaces.Dict):
+        pairs = [(key, model_space[key], env_space[key]) for key in model_space.spaces if key in env_space.spaces]
+    else:
+        pairs = [(None, model_space, env_space)]
+    return [
+        key
+        for key, wanted, given in pairs
+        if is_image_space(given)
+        and not is_image_space_channels_first(given)
+        and VecTransposeImage.transpose_space(given).shape == wanted.shape != given.shape
+    ]
+
+
+class _ChannelFirst(gym.ObservationWrapper):
+    """Channel-last images to channel-first, the transposition of SB3's VecTransposeImage for one env."""
+
+    def __init__(self, env: gym.Env, keys: list[str | None]) -> None:
+        super().__init__(env)
+        self.keys = keys
+        space = copy.deepcopy(env.observation_space)
+        for key in keys:
+            if key is None:
+                space = VecTransposeImage.transpose_space(space)
+            else:
+                space[key] = VecTransposeImage.transpose_space(space[key], key)
+        self.observation_space = space
+
+    def observation(self, observation: Any) -> Any:
+        if None in self.keys:
+            return VecTransposeImage.transpose_image(observation)
+        observation = dict(observation)
+        for key in self.keys:
+            observation[key] = VecTransposeImage.transpose_image(observation[key])
+        return observation
+
+
+def zoo_env_wrappers(model_path: str | Path, env_id: str) -> EnvWrappers:
+    """``env_wrapper`` of the rl_zoo3 run holding ``model_path`` (from ``<run>/<env_id>/config.yml``), else None.
+
+    rl_zoo3 writes that file with ``yaml.dump`` of an OrderedDict (a list of ``[key, value]`` pairs under a
+    Python tag); it is read here without running arbitrary Python tags.
+    """
+    config_path = Path(model_path).parent / env_id / "config.yml"
+    if not config_path.is_file():
+        return None
+    try:
+        config = yaml.load(config_path.read_text(), Loader=_ZooConfigLoader)
+    except yaml.YAMLError as error:
+        raise ValueError(f"cannot read the zoo config {config_path}: {error}") from error
+    return config.get("env_wrapper") if isinstance(config, dict) else None
+
+
+class _ZooConfigLoader(yaml.SafeLoader):
+    """SafeLoader that reads rl_zoo3's OrderedDict as a dict and other Python tags as plain data."""
+
+
+def _construct_ordered_dict(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+    arguments = loader.construct_sequence(node, deep=True)
+    return dict(arguments[0]) if arguments else {}
+
+
+def _construct_plain(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_ZooConfigLoader.add_constructor(
+    "tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _construct_ordered_dict
+)
+_ZooConfigLoader.add_multi_constructor("tag:yaml.org,2002:python/", _construct_plain)
 
 
 class _EpisodeRunner:
@@ -142,6 +299,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", required=True, help="path to a RATE .zip")
     parser.add_argument("--env", required=True, help="gymnasium env id")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY:VALUE")
+    parser.add_argument(
+        "--env-wrapper",
+        action="append",
+        metavar="PATH",
+        help="gym wrapper class (dotted path), repeatable, applied in order; default: the zoo run's config.yml",
+    )
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--n-envs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -150,6 +313,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     try:
         model = load_model(args.model, args.device)
+        env_wrappers = args.env_wrapper
+        if env_wrappers is None:
+            env_wrappers = zoo_env_wrappers(args.model, args.env)
+            if env_wrappers is not None:
+                print(f"env wrappers from the zoo run's config.yml: {env_wrappers}", file=sys.stderr)
         result = evaluate(
             model,
             args.env,
@@ -158,6 +326,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.n_envs,
             args.seed,
             deterministic=not args.stochastic,
+            env_wrappers=env_wrappers,
         )
     except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"error: {error}\n")

@@ -406,9 +406,18 @@ class RATE(BaseAlgorithm):
             self._offline_steps(total_timesteps - self.num_timesteps, log_interval=100, callback=callback)
             callback.on_training_end()
             return self
+        # an expert spec without env_id records its demonstrations on the training env (first use only)
+        spec = self.demonstrations
+        records_on_env = (
+            isinstance(spec, dict) and "env_id" not in spec and getattr(self, "_demonstration_episodes", None) is None
+        )
         if self.demonstrations is not None and not self._pretrained and self.n_pretrain_steps > 0:
             self.pretrain(self.n_pretrain_steps, progress_bar=progress_bar)
         self._prepare_buffer()
+        if records_on_env:  # the recording left the envs mid-episode: start the rollouts from fresh, seeded episodes
+            self.env.seed(self.seed)
+            self._last_obs = self.env.reset()
+            self._last_episode_starts = np.ones((self.env.num_envs,), dtype=bool)
         callback.on_training_start(locals(), globals())
         collector = OnlineCollector(self)
         since_train = 0
@@ -417,7 +426,7 @@ class RATE(BaseAlgorithm):
                 break
             since_train += self.n_envs
             self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
-            if since_train >= self.train_freq:
+            if since_train >= self.train_freq and len(self.replay_buffer) > 0:  # else no finished episode yet
                 since_train = 0
                 self.train(self.gradient_steps)
                 if log_interval and (self._n_updates // max(1, self.gradient_steps)) % log_interval == 0:

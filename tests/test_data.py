@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import gymnasium as gym
@@ -194,6 +196,18 @@ def test_npz_failed_save_leaves_no_file(tmp_path, monkeypatch, cartpole_episodes
         save_episodes(cartpole_episodes, tmp_path / "new.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demos.npz"]
     assert target.read_bytes() == old_bytes
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file permissions")
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_saved_file_has_the_permissions_of_a_new_file(tmp_path, cartpole_episodes, umask):
+    previous = os.umask(umask)
+    try:
+        save_episodes(cartpole_episodes[:1], tmp_path / "demos.npz")
+        save_episodes(cartpole_episodes[:1], tmp_path / "demos.npz")  # overwriting too
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "demos.npz").stat().st_mode) == 0o666 & ~umask
 
 
 def test_save_no_episodes(tmp_path):

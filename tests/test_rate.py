@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from rate_sb3 import RATE, PrevRewardWrapper
@@ -231,3 +232,120 @@ def test_replay_buffer_round_trip(tmaze_demos, tmp_path):
     other = RATE("RATEPolicy", "TMaze-v0", **TINY)
     other.load_replay_buffer(tmp_path / "buffer.pkl")
     assert len(other.replay_buffer.demonstrations) == 10
+
+
+# ------------------------------------------------------------------------------------------------ replay and online
+def _episode(length: int, reward: float) -> Episode:
+    observations = np.zeros((length + 1, 4), np.float32)
+    observations[0, 1] = 1.0
+    rewards = np.zeros(length, np.float32)
+    rewards[-1] = reward
+    return Episode(observations, np.zeros(length, np.int64), rewards, True, False)
+
+
+@pytest.mark.parametrize("pools", ["online", "demonstrations", "both"])
+def test_a_batch_comes_whole_from_the_pools_that_hold_episodes(pools):
+    from rate_sb3.buffers import TrajectoryBuffer
+
+    buffer = TrajectoryBuffer(segment_len=4, demo_fraction=0.25, seed=0)
+    if pools in ("demonstrations", "both"):
+        buffer.add_demonstrations([_episode(5, 1.0), _episode(9, 1.0)])
+    if pools in ("online", "both"):
+        for length in (3, 6, 11):
+            buffer.add(_episode(length, 0.0))
+    for _ in range(5):
+        batch = buffer.sample(8, n_segments=2)
+        assert batch.observations.shape[0] == 8 and batch.valid[:, 0].all()
+        expected = {"online": 0, "demonstrations": 8, "both": 2}[pools]
+        assert int(batch.from_demonstrations.sum()) == expected
+
+
+def test_online_learning_from_scratch_waits_for_a_finished_episode():
+    env = gym.make("TMaze-v0", corridor_length=3)  # episodes of at most 5 steps
+    model = RATE("RATEPolicy", env, target_return=1.0, train_freq=1, gradient_steps=1, seed=0, **TINY)
+    before = [parameter.detach().clone() for parameter in model.policy.parameters()]
+    model.learn(16)  # no gradient step before the first episode ends, then batches of online episodes only
+    assert len(model.replay_buffer.online) >= 3 and not model.replay_buffer.demonstrations
+    assert any(not th.equal(old, new) for old, new in zip(before, model.policy.parameters()))
+
+
+def test_recording_demonstrations_on_the_training_env_leaves_the_online_rollouts_unchanged():
+    """An expert spec recorded on the training env gives the same online episodes as the same episodes given."""
+
+    def make(demonstrations):
+        kwargs = dict(corridor_length=[1, 2, 3, 4])
+        env = make_vec_env("TMaze-v0", n_envs=2, env_kwargs=kwargs, wrapper_class=PrevRewardWrapper)
+        return RATE(
+            "RATEPolicy", env, demonstrations=demonstrations, n_pretrain_steps=2, train_freq=1000, seed=0, **TINY
+        )
+
+    spec = {"expert": "privileged", "n_episodes": 5, "expert_kwargs": {"error_rate": 0.5, "seed": 0}}
+    recorded = make(spec).learn(30)
+    given = make(list(recorded.replay_buffer.demonstrations)).learn(30)
+    episodes, expected = list(recorded.replay_buffer.online), list(given.replay_buffer.online)
+    assert len(episodes) == len(expected) >= 4
+    for episode, other in zip(episodes, expected):
+        assert np.array_equal(episode.observations, other.observations)
+        assert np.array_equal(episode.actions, other.actions)
+
+
+# ------------------------------------------------------------------------------------------------ zoo-trained images
+MINIGRID = "MiniGrid-MemoryS7-v0"
+MINIGRID_WRAPPERS = ["minigrid.wrappers.ImgObsWrapper", "rate_sb3.wrappers.PrevRewardWrapper"]
+
+
+@pytest.fixture(scope="module")
+def minigrid_run(tmp_path_factory):
+    """A tiny RATE model trained as the zoo does (wrappers from the YAML, channel-first images), in a run folder
+    laid out as rl_zoo3 leaves it: ``<run>/<env id>.zip`` and ``<run>/<env id>/config.yml``."""
+    pytest.importorskip("minigrid")
+    from collections import OrderedDict
+
+    import yaml
+    from minigrid.wrappers import ImgObsWrapper
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    from rate_sb3.wrappers import VecObservationOnly
+
+    wrap = lambda env: PrevRewardWrapper(ImgObsWrapper(env))  # noqa: E731
+    env = VecTransposeImage(make_vec_env(MINIGRID, n_envs=1, wrapper_class=wrap, seed=0))
+    episodes = collect_episodes(make_expert(MINIGRID), VecObservationOnly(env), 3, seed=0)
+    tiny = dict(TINY, batch_size=4, policy_kwargs=dict(normalize_images=False))
+    model = RATE("RATEPolicy", env, demonstrations=episodes, seed=0, **tiny).pretrain(2)
+    run_dir = tmp_path_factory.mktemp("logs") / "rate" / f"{MINIGRID}_1"
+    (run_dir / MINIGRID).mkdir(parents=True)
+    model.save(run_dir / f"{MINIGRID}.zip")
+    saved = {"env_wrapper": MINIGRID_WRAPPERS, "n_timesteps": 5e4, "policy": "RATEPolicy", "target_return": 1.0}
+    saved["demonstrations"] = {"expert": "privileged", "n_episodes": 3}
+    saved["policy_kwargs"] = "dict(normalize_images=False)"
+    (run_dir / MINIGRID / "config.yml").write_text(yaml.dump(OrderedDict(sorted(saved.items()))))  # as rl_zoo3
+    return run_dir
+
+
+def test_evaluate_cli_takes_the_wrappers_of_a_zoo_run_and_transposes_images(minigrid_run):
+    command = [sys.executable, "-m", "rate_sb3.evaluate", "--model", str(minigrid_run / f"{MINIGRID}.zip")]
+    command += ["--env", MINIGRID, "--episodes", "2", "--n-envs", "2"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary) == {"env", "episodes", "mean_return", "std_return", "success_rate", "mean_length", "seconds"}
+    assert summary["env"] == MINIGRID and summary["episodes"] == 2 and summary["mean_length"] > 0
+
+
+def test_evaluate_cli_env_wrapper_flags_and_unknown_wrappers(minigrid_run, tmp_path, capsys):
+    from rate_sb3.evaluate import main
+
+    model_path = tmp_path / "model.zip"  # outside the run folder: no config.yml to read
+    model_path.write_bytes((minigrid_run / f"{MINIGRID}.zip").read_bytes())
+    base = ["--model", str(model_path), "--env", MINIGRID, "--episodes", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(base)
+    assert exit_info.value.code == 2 and "--env-wrapper" in capsys.readouterr().err
+    result = main([*base, "--env-wrapper", "minigrid.wrappers.ImgObsWrapper"])  # the previous reward is added
+    assert result["episodes"] == 1 and json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+    for wrapper in ("minigrid.wrappers.NoSuchWrapper", "no_such_package.Wrapper", "ImgObsWrapper"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, "--env-wrapper", wrapper])
+        assert exit_info.value.code == 2 and wrapper in capsys.readouterr().err
+    model = RATE.load(model_path)
+    assert evaluate(model, MINIGRID, n_episodes=1, env_wrappers=MINIGRID_WRAPPERS)["episodes"] == 1

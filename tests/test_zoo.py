@@ -22,12 +22,12 @@ from rate_sb3.data import Episode, save_episodes
 from rate_sb3.zoo import (
     SAMPLED_KEYS,
     SEARCH_SPACE,
-    ZooConfigError,
     convert_rate_params,
     prepare_train_argv,
     register,
     sample_rate_params,
 )
+from rate_sb3.zoo_checks import ZooConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN, ENJOY = str(REPO / "zoo" / "train.py"), str(REPO / "zoo" / "enjoy.py")

@@ -12,7 +12,8 @@ from pathlib import Path
 from rl_zoo3.train import train
 
 import rate_sb3.envs  # noqa: F401  (registers TMaze-v0; importing rl_zoo3 registers the NoVel envs and MiniGrid)
-from rate_sb3.zoo import ZooConfigError, prepare_train_argv, register
+from rate_sb3.zoo import prepare_train_argv, register
+from rate_sb3.zoo_checks import ZooConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "hyperparams"
 
