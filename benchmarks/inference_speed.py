@@ -3,7 +3,8 @@
     python benchmarks/inference_speed.py            # full run (about 5 min on 2 busy cores)
     python benchmarks/inference_speed.py --quick    # smoke run (about 80 s)
 
-The T-Maze architecture of ``tmaze_memory.py`` (K = 50, untrained: speed does not depend on the weights).
+The T-Maze architecture the speed target is set for: K = 50 steps, 3 segments, d_model 64 (untrained:
+speed does not depend on the weights).
 
 * (a) ``RATEPolicy.predict`` (keys and values cached inside a segment) against :class:`RecomputeWindow`,
   which rebuilds the segment's window at every step as the reference implementation does;
@@ -28,17 +29,24 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 import torch as th
-from tmaze_memory import ARCHITECTURE
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.evaluate import evaluate
 from rate_sb3.model import KeyValueStore
 from rate_sb3.policies import RATEPolicy, RATEState
 
+# The paper's T-Maze segment length with a mid-size model (speed depends on the shapes, not on the weights).
+ARCHITECTURE = dict(
+    context_len=50, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=8, n_heads_mrv=2, dropout=0.1
+)
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ARCHITECTURE = dict(
+    context_len=50, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=8, n_heads_mrv=2, dropout=0.1
+)
 FLATNESS_POINTS = (100, 1000, 9000)
 BLOCK = 10  # flatness points take turns every BLOCK calls
 EVAL_CORRIDOR = 9598  # T = L + 2 = 9,600
@@ -48,21 +56,21 @@ class RecomputeWindow:
     """Acting as the reference implementation does: every step rebuilds the segment's window from scratch.
 
     A fresh store gets the read tokens of the current memory, then all the window's tokens so far
-    ``[R_0, o_0, a_0, ..., R_s, o_s]`` run in one ``step`` call and the action comes from the output at
-    ``o_s``. When a segment is complete its 3K tokens run once more, followed by the write tokens, to give
-    the next memory, as :class:`RATEPolicy` does. Discrete actions, deterministic; the envs start together
-    and stay in lockstep (enough for timing).
+    ``[R_0, o_0, a_0, ..., R_s, o_s]`` run in one call and the action comes from the output at ``o_s``.
+    When a segment is complete its first 3K - 1 tokens run once more, then a_{K-1} and the write tokens,
+    to give the next memory, as :class:`RATEPolicy` does. Discrete actions, deterministic; the envs start
+    together and stay in lockstep (enough for timing).
     """
 
     def __init__(self, policy: RATEPolicy, n_envs: int) -> None:
         policy.set_training_mode(False)
-        self.policy, self.transformer, self.config = policy, policy.transformer, policy.config
+        self.policy, self.inference, self.config = policy, policy.inference, policy.config
         k = self.config.segment_len
         self.device = device = policy.device
         self.observations = th.zeros(n_envs, k, *policy.inner_observation_space.shape, device=device)
         self.actions = th.zeros(n_envs, k, dtype=th.long, device=device)
         self.returns = th.zeros(n_envs, k, device=device)
-        self.memory = self.transformer.init_memory(n_envs).detach().clone()
+        self.memory = policy.transformer.init_memory(n_envs).detach().clone()
         self.return_to_go = th.full((n_envs,), policy.target_return * policy.return_scale, device=device)
         self.t = 0
 
@@ -76,27 +84,27 @@ class RecomputeWindow:
                 self.memory = self._write_memory()
         self.observations[:, s] = th.as_tensor(observation, device=self.device)
         self.returns[:, s] = self.return_to_go
-        _, hidden = self._run_window(s + 1, 3 * s + 2)
+        _, hidden = self._run_window(self._window_tokens(s + 1)[:, : 3 * s + 2])
         logits = self.policy.action_head.linear(hidden[:, -1])
         actions = logits.argmax(-1)
         self.actions[:, s] = actions
         self.t += 1
         return actions.cpu().numpy(), logits
 
-    def _run_window(self, n_steps: int, n_tokens: int) -> tuple[KeyValueStore, th.Tensor]:
-        """A fresh store with the read tokens and the window's first ``n_tokens`` tokens; their outputs."""
-        tokens = self.policy.embed(
-            self.observations[:, :n_steps], self.actions[:, :n_steps], self.returns[:, :n_steps]
-        )[:, :n_tokens]
-        store = self.transformer.empty_store(len(tokens), tokens)
-        self.transformer.begin_segment(store, self.memory, None, None)
-        token_idx = self.config.n_mem_tokens + th.arange(n_tokens, device=tokens.device)
-        return store, self.transformer.step(store, tokens, token_idx.expand(len(tokens), -1))
+    def _window_tokens(self, n_steps: int) -> th.Tensor:
+        return self.policy.embed(self.observations[:, :n_steps], self.actions[:, :n_steps], self.returns[:, :n_steps])
+
+    def _run_window(self, tokens: th.Tensor) -> tuple[KeyValueStore, th.Tensor]:
+        """A fresh store with the read tokens and the window's ``tokens``; their outputs."""
+        store = self.inference.empty_store(len(tokens), tokens)
+        self.inference.begin_segment(store, self.memory, None)
+        token_idx = self.config.n_mem_tokens + th.arange(tokens.shape[1], device=tokens.device)
+        return store, self.inference.run(store, tokens, token_idx.expand(len(tokens), -1))
 
     def _write_memory(self) -> th.Tensor:
-        k = self.config.segment_len
-        store, _ = self._run_window(k, 3 * k)
-        memory, _, _ = self.transformer.end_segment(store, self.memory, None, None)
+        tokens = self._window_tokens(self.config.segment_len)
+        store, _ = self._run_window(tokens[:, :-1])
+        memory, _, _ = self.inference.end_segment(store, tokens[:, -1:], self.memory, None)
         return memory
 
 
@@ -199,24 +207,20 @@ def summarize_methods(per_step: dict[str, np.ndarray], n_envs: int, policy: RATE
 
 
 # -------------------------------------------------------------------------------------------- (b) flatness
-def copy_state(state: RATEState, n_envs: int = 1) -> RATEState:
-    return RATEState(*(np.repeat(value, n_envs, axis=0) for value in state))
-
-
 def advance_to(policy: RATEPolicy, points: tuple[int, ...], seed: int) -> dict[int, RATEState]:
     """States of one real episode after ``p`` predict calls, for each p in ``points``."""
     rng, snapshots, state = np.random.default_rng(seed), {}, None
     for t in range(max(points)):
         _, state = policy.predict(observation_batch(rng, 1), state, np.array([t == 0]), deterministic=True)
         if t + 1 in points:
-            snapshots[t + 1] = copy_state(state)
+            snapshots[t + 1] = state.repeat(1)
     return snapshots
 
 
 def flatness(policy: RATEPolicy, snapshots: dict[int, RATEState], n_envs: int, window: int, seed: int) -> dict:
     """Per-step predict time from each point on, the points taking turns in blocks of ``BLOCK`` calls."""
     rng = np.random.default_rng(seed)
-    states = {point: copy_state(state, n_envs) for point, state in snapshots.items()}
+    states = {point: state.repeat(n_envs) for point, state in snapshots.items()}
     times = {point: np.zeros(window) for point in states}
     starts = np.zeros(n_envs, bool)
     for block in range(0, window, BLOCK):

@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 import time
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -25,25 +26,33 @@ from rate_sb3.envs import make_expert
 from rate_sb3.evaluate import evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TRAIN_LENGTHS = list(range(1, 149))  # corridor lengths L, so T = L + 2 <= 150
+# Corridor lengths L (T = L + 2 <= 150): equal shares of demonstrations from L in 1..8, 1..48 and 1..148, so that
+# a third of the junctions come a few steps after the clue (easy to learn to retrieve) and the rest are spread
+# over all three segments (only memory carries the clue there).
+TRAIN_RANGES = (8, 48, 148)
 EVAL_T = [9, 30, 90, 150, 300, 900, 2400, 9600]
 
-# One architecture for every mode: K = 50 steps, 3 segments, as in the paper's T-Maze runs.
+# One architecture for every mode: K = 50 steps, 3 segments, as in the paper's T-Maze runs; a small model, so that
+# pretraining fits the 20-minute CPU budget.
 ARCHITECTURE = dict(
-    context_len=50, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=8, n_heads_mrv=2, dropout=0.1
+    context_len=50, n_segments=3, d_model=32, n_layers=1, n_heads=2, n_mem_tokens=2, n_heads_mrv=2, dropout=0.1
 )
+
+
+def oracle_demonstrations(n_episodes: int, seed: int, ranges: list[int]) -> list:
+    """Equal shares of oracle episodes with corridor lengths drawn uniformly from 1..r for each r in ``ranges``."""
+    expert = make_expert("TMaze-v0")
+    episodes = []
+    for index, longest in enumerate(ranges):
+        env_fn = partial(gym.make, "TMaze-v0", corridor_length=list(range(1, longest + 1)))
+        episodes += collect_episodes(expert, env_fn, n_episodes // len(ranges), n_envs=4, seed=seed + index)
+    return episodes
 
 
 def run(args: argparse.Namespace) -> dict:
     th.manual_seed(args.seed)
     started = time.perf_counter()
-    demos = collect_episodes(
-        make_expert("TMaze-v0"),
-        lambda: gym.make("TMaze-v0", corridor_length=TRAIN_LENGTHS),
-        args.demos,
-        n_envs=4,
-        seed=args.seed,
-    )
+    demos = oracle_demonstrations(args.demos, args.seed, args.train_ranges)
     model = RATE(
         "RATEPolicy",
         "TMaze-v0",
@@ -52,7 +61,8 @@ def run(args: argparse.Namespace) -> dict:
         memory_grad=args.memory_grad,
         learning_rate=args.lr,
         batch_size=args.batch_size,
-        warmup_steps=200,
+        warmup_steps=100,
+        lr_end_factor=1.0,  # a decayed rate stalls before the single junction action per window is learned
         seed=args.seed,
         **ARCHITECTURE,
     )
@@ -72,6 +82,8 @@ def run(args: argparse.Namespace) -> dict:
         "pretrain_steps": args.steps,
         "batch_size": args.batch_size,
         "demonstrations": args.demos,
+        "train_corridor_ranges": [f"1..{longest}" for longest in args.train_ranges],
+        "learning_rate": args.lr,
         "architecture": ARCHITECTURE,
         "success": success,
         "episodes_per_length": args.episodes,
@@ -87,10 +99,11 @@ def main() -> None:
     parser.add_argument("--mode", default="rate", choices=["rate", "rmt", "trxl", "dt"])
     parser.add_argument("--memory-grad", default="bptt", choices=["bptt", "detach"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=3000, help="pretraining gradient steps")
+    parser.add_argument("--steps", type=int, default=4000, help="pretraining gradient steps")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--demos", type=int, default=2000)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--demos", type=int, default=999)
+    parser.add_argument("--train-ranges", type=int, nargs="+", default=list(TRAIN_RANGES), help="see TRAIN_RANGES")
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per length")
     parser.add_argument("--eval-t", type=int, nargs="+", default=EVAL_T)
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 steps, 10 episodes, T <= 900")
@@ -99,7 +112,10 @@ def main() -> None:
     if args.quick:
         args.steps, args.episodes, args.demos, args.eval_t = 60, 10, 200, [9, 150, 900]
     result = run(args)
-    out = args.out or RESULTS / f"tmaze_{args.mode}_{args.memory_grad}_seed{args.seed}{'_quick' if args.quick else ''}.json"
+    name = f"tmaze_{args.mode}_{args.memory_grad}"
+    if args.train_ranges != list(TRAIN_RANGES):
+        name += "_ranges" + "-".join(map(str, args.train_ranges))
+    out = args.out or RESULTS / f"{name}_seed{args.seed}{'_quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))

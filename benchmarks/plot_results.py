@@ -1,0 +1,106 @@
+"""Plots of the T-Maze memory and offline-to-online results: ``python benchmarks/plot_results.py [--quick]``.
+
+Reads ``benchmarks/results/tmaze_*.json`` and ``online_*.json`` (the ``_quick`` files with ``--quick``) and writes
+``tmaze_memory[_quick].png`` (success against episode length, mean +- sem over seeds, one line per variant) and
+``online_<task>[_quick].png`` (learning curves of RATE and RecurrentPPO).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_RANGES = ["1..8", "1..48", "1..148"]
+
+
+def is_quick(path: Path) -> bool:
+    return path.stem.endswith("_quick")
+
+
+def tmaze_summary(paths: list[Path]) -> dict[str, dict[int, tuple[float, float, int]]]:
+    """Variant (mode, memory_grad) -> episode length -> (mean, sem, number of seeds)."""
+    runs: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for path in paths:
+        result = json.loads(path.read_text())
+        variant = f"{result['mode']} ({result['memory_grad']})" if result["mode"] != "dt" else "dt"
+        if result.get("train_corridor_ranges", DEFAULT_RANGES) != DEFAULT_RANGES:
+            variant += ", demos L in " + " + ".join(result["train_corridor_ranges"])
+        for length, success in result["success"].items():
+            runs[variant][int(length)].append(success)
+    summary = {}
+    for variant, by_length in runs.items():
+        summary[variant] = {}
+        for length, values in sorted(by_length.items()):
+            sem = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+            summary[variant][length] = (float(np.mean(values)), sem, len(values))
+    return summary
+
+
+def plot_tmaze(quick: bool) -> Path | None:
+    paths = [p for p in sorted(RESULTS.glob("tmaze_*_seed*.json")) if is_quick(p) == quick]
+    if not paths:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for variant, by_length in sorted(tmaze_summary(paths).items()):
+        lengths = list(by_length)
+        means = np.array([by_length[t][0] for t in lengths])
+        sems = np.array([by_length[t][1] for t in lengths])
+        seeds = max(by_length[t][2] for t in lengths)
+        ax.errorbar(lengths, means, yerr=sems, marker="o", capsize=3, label=f"{variant}, {seeds} seed(s)")
+    ax.axvline(150, color="grey", linestyle=":", label="longest training episode")
+    ax.set(xscale="log", xlabel="episode length T", ylabel="success rate", ylim=(0.0, 1.05))
+    ax.set_title("T-Maze: trained on T <= 150, evaluated up to T = 9,600")
+    ax.legend(fontsize=8)
+    out = RESULTS / f"tmaze_memory{'_quick' if quick else ''}.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_online(quick: bool) -> list[Path]:
+    outputs = []
+    for path in sorted(RESULTS.glob("online_*_seed*.json")):
+        if is_quick(path) != quick:
+            continue
+        result = json.loads(path.read_text())
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, run in (("RATE", result["rate"]), ("RecurrentPPO", result["recurrent_ppo"])):
+            if run is None or not run["curve"]:
+                continue
+            steps, scores = zip(*run["curve"])
+            if name == "RATE" and run.get("pretrain_score") is not None:
+                steps, scores = (0, *steps), (run["pretrain_score"], *scores)
+            ax.plot(steps, scores, marker=".", label=name)
+        metric = "success rate" if "finetune_success" in result else "mean return"
+        ax.set(xlabel="online env steps", ylabel=metric, title=f"{result['task']} (seed {result['seed']})")
+        ax.legend()
+        out = path.with_suffix(".png")
+        fig.tight_layout()
+        fig.savefig(out, dpi=120)
+        plt.close(fig)
+        outputs.append(out)
+    return outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="plot the smoke-run results")
+    args = parser.parse_args()
+    written = [plot_tmaze(args.quick), *plot_online(args.quick)]
+    for path in written:
+        if path is not None:
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Run every benchmark, then the plots: ``python benchmarks/run_all.py [--quick]``.
+
+``--quick`` (under 15 minutes on 2 CPU cores) writes the ``*_quick.json`` / ``*_quick.png`` smoke results.
+The full mode reproduces the numbers of ``RESULTS.md``: about 4 hours on 2 CPU cores, most of it T-Maze
+pretraining (10 runs of about 20 minutes) and the online fine-tuning runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+QUICK = [
+    ["tmaze_memory.py", "--quick", "--mode", "rate"],
+    ["tmaze_memory.py", "--quick", "--mode", "dt"],
+    ["training_speed.py", "--quick"],
+    ["inference_speed.py", "--quick"],
+    ["online_finetune.py", "--quick", "--task", "tmaze"],
+    ["online_finetune.py", "--quick", "--task", "cartpole"],
+    ["plot_results.py", "--quick"],
+]
+
+FULL = [
+    *(
+        ["tmaze_memory.py", "--mode", mode, "--memory-grad", grad, "--seed", str(seed)]
+        for mode, grad in (("rate", "bptt"), ("rate", "detach"), ("dt", "bptt"))
+        for seed in (0, 1, 2)
+    ),
+    ["tmaze_memory.py", "--mode", "rmt", "--seed", "0"],
+    ["tmaze_memory.py", "--mode", "trxl", "--seed", "0"],
+    ["training_speed.py"],
+    ["inference_speed.py"],
+    ["online_finetune.py", "--task", "tmaze"],
+    ["online_finetune.py", "--task", "cartpole"],
+    ["online_finetune.py", "--task", "cartpole-scratch"],
+    ["plot_results.py"],
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke runs of every benchmark (< 15 min)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    failures = []
+    for command in QUICK if args.quick else FULL:
+        print(f"== {' '.join(command)}", flush=True)
+        step_started = time.perf_counter()
+        completed = subprocess.run([sys.executable, str(HERE / command[0]), *command[1:]], cwd=HERE.parent)
+        print(f"== {command[0]}: exit {completed.returncode}, {time.perf_counter() - step_started:.0f} s", flush=True)
+        if completed.returncode != 0:
+            failures.append(" ".join(command))
+    print(f"all benchmarks: {time.perf_counter() - started:.0f} s")
+    if failures:
+        sys.exit("failed: " + "; ".join(failures))
+
+
+if __name__ == "__main__":
+    main()
