@@ -1,13 +1,14 @@
 """Inference speed: incremental ``predict`` against recomputing the window, flatness, and a long evaluation.
 
-    python benchmarks/inference_speed.py            # full run (about 5 min on 2 busy cores)
-    python benchmarks/inference_speed.py --quick    # smoke run (about 80 s)
+    python benchmarks/inference_speed.py            # full run (about 3 min on 2 busy cores)
+    python benchmarks/inference_speed.py --quick    # smoke run (about 90 s)
 
 The T-Maze architecture the speed target is set for: K = 50 steps, 3 segments, d_model 64 (untrained:
 speed does not depend on the weights).
 
 * (a) ``RATEPolicy.predict`` (keys and values cached inside a segment) against :class:`RecomputeWindow`,
-  which rebuilds the segment's window at every step as the reference implementation does;
+  which rebuilds the segment's window at every step as the reference implementation does, for 1, 16 and
+  100 envs;
 * (b) per-step time of ``predict`` in windows of 200 steps around episode steps 100, 1,000 and 9,000;
 * (c) wall time of ``evaluate`` on 100 T-Maze episodes with T = 9,600 (``--quick``: 10 episodes, extrapolated).
 
@@ -44,9 +45,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ARCHITECTURE = dict(
-    context_len=50, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=8, n_heads_mrv=2, dropout=0.1
-)
 FLATNESS_POINTS = (100, 1000, 9000)
 BLOCK = 10  # flatness points take turns every BLOCK calls
 EVAL_CORRIDOR = 9598  # T = L + 2 = 9,600
@@ -304,6 +302,12 @@ def machine_info() -> dict:
     }
 
 
+def repeats_for(n_envs: int, repeats: int) -> int:
+    """Fewer episodes for batches of more than 16 envs: their calls are long (recomputing 100 windows
+    takes about 0.15 s) and steadier."""
+    return repeats if n_envs <= 16 else max(2, repeats // 5)
+
+
 def run(args: argparse.Namespace) -> dict:
     th.set_num_threads(args.threads)
     th.manual_seed(args.seed)
@@ -311,14 +315,15 @@ def run(args: argparse.Namespace) -> dict:
     model = RATE("RATEPolicy", "TMaze-v0", seed=args.seed, **ARCHITECTURE)
     policy = model.policy
     k = policy.config.segment_len
-    settings = dict(batches_a=args.batches, repeats=args.repeats, steps_per_episode_a=3 * k)
+    repeats = {n_envs: repeats_for(n_envs, args.repeats) for n_envs in args.batches}
+    settings = dict(batches_a=args.batches, repeats=repeats, steps_per_episode_a=3 * k)
     settings.update(flatness_points=FLATNESS_POINTS, flatness_window=args.window, flatness_block=BLOCK)
     settings.update(eval_episodes=args.episodes, threads=args.threads)
     result.update(architecture=ARCHITECTURE, settings=settings, check=check_same_logits(policy))
     print(f"check: {result['check']}", flush=True)
     result["incremental_vs_recompute"] = {}
     for n_envs in args.batches:
-        part = incremental_vs_recompute(policy, n_envs, 3 * k, args.repeats, args.seed)
+        part = incremental_vs_recompute(policy, n_envs, 3 * k, repeats[n_envs], args.seed)
         result["incremental_vs_recompute"][str(n_envs)] = part
         print(f"(a) {n_envs} env(s): {part['second_segment']}", flush=True)
     snapshots = advance_to(policy, FLATNESS_POINTS, args.seed)
@@ -335,8 +340,8 @@ def run(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, 10 evaluation episodes")
-    parser.add_argument("--repeats", type=int, default=None, help="episodes per method in (a)")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="n_envs compared in (a)")
+    parser.add_argument("--repeats", type=int, default=None, help="episodes per method in (a), up to 16 envs")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 100], help="n_envs compared in (a)")
     parser.add_argument("--window", type=int, default=200, help="timed steps at each flatness point")
     parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes in (c)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine)")

@@ -9,10 +9,10 @@ segment tokens are causal and also see the read tokens and an optional detached 
 (``mem_len``); write tokens see all of X. The write outputs go through the Memory Retention Valve
 (cross-attention, old memory as query) to give M_{n+1}.
 
-Every token, in training or inference, goes through :meth:`RATETransformer._run_tokens`: the training
-forward runs all 2m + 3K tokens of a segment at once, and incremental inference runs the read tokens,
-then a few tokens per env step against cached keys and values, then the write tokens. The attention
-rule is a function of token indices alone, so both paths compute the same numbers.
+Every token, in training or inference, goes through :meth:`RATETransformer.run_tokens`: the training
+forward runs all 2m + 3K tokens of a segment at once, and incremental inference (:mod:`rate_sb3.inference`)
+runs the read tokens, then a few tokens per env step against cached keys and values, then the write
+tokens. The attention rule is a function of token indices alone, so both paths compute the same numbers.
 """
 
 from __future__ import annotations
@@ -109,9 +109,16 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(f"RATEConfig: {message}")
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` that hands its input back untouched in eval mode (it runs several times per inference step)."""
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return super().forward(x) if self.training else x
+
+
 def dropout(p: float) -> nn.Module:
     """Dropout, or nothing at all when ``p`` is 0 (saves a full pass over large attention tensors)."""
-    return nn.Dropout(p) if p > 0 else nn.Identity()
+    return Dropout(p) if p > 0 else nn.Identity()
 
 
 def sinusoid(positions: th.Tensor, dim: int) -> th.Tensor:
@@ -127,7 +134,7 @@ def attention_allowed(query_idx: th.Tensor, key_idx: th.Tensor, n_mem: int, n_se
     Read tokens see read tokens; segment tokens see the cache and X up to themselves (so the read tokens
     and earlier segment tokens); write tokens see all of X but not the cache.
     """
-    q, k = query_idx[:, :, None], key_idx[None, None, :]
+    q, k = query_idx[..., :, None], key_idx
     write_start = n_mem + n_segment_tokens
     in_x = (k >= 0) & (k < write_start + n_mem)
     is_read_q, is_write_q = q < n_mem, q >= write_start
@@ -137,47 +144,67 @@ def attention_allowed(query_idx: th.Tensor, key_idx: th.Tensor, n_mem: int, n_se
     return read_rule | segment_rule | write_rule
 
 
+@dataclass
+class AttentionPattern:
+    """Which keys queries may not attend, and where each query-key distance sits in the relative-key table."""
+
+    blocked: th.Tensor  # (..., q, S) bool
+    distance_index: th.Tensor  # (..., q, S) row of the pair's distance in the relative keys
+
+    @classmethod
+    def of(cls, query_idx: th.Tensor, key_idx: th.Tensor, allowed: th.Tensor, lowest: int, highest: int):
+        """The pattern for a table of relative keys over distances [lowest, highest]."""
+        distance = query_idx[..., :, None] - key_idx
+        return cls(~allowed, (distance - lowest).clamp(0, highest - lowest))
+
+    def __getitem__(self, index) -> AttentionPattern:
+        return AttentionPattern(self.blocked[index], self.distance_index[index])
+
+
 class KeyValueStore:
-    """Per-layer keys and values that queries attend to, with each key's index in X and validity.
+    """Per-layer keys and values (2, H, B, S, dh) that queries attend to, with each key's index in X and validity.
 
     In training all tokens of a segment arrive at once and are appended; in inference the store is
-    preallocated and tokens are written in place at per-env slots.
+    preallocated and tokens are written in place (see :mod:`rate_sb3.inference` for its slot layout).
     """
 
     def __init__(
         self,
-        keys: list[th.Tensor],
-        values: list[th.Tensor],
+        key_values: list[th.Tensor],
         key_idx: th.Tensor,
         key_valid: th.Tensor,
         layer_inputs: list[th.Tensor] | None = None,
     ) -> None:
-        self.keys, self.values = keys, values
-        self.key_idx, self.key_valid = key_idx, key_valid
-        self.layer_inputs = layer_inputs
+        self.key_values, self.key_idx, self.key_valid = key_values, key_idx, key_valid
+        self.layer_inputs = layer_inputs  # kept for the hidden-state cache
 
-    def write(self, layer: int, key: th.Tensor, value: th.Tensor, hidden: th.Tensor, slots: th.Tensor | None):
-        """Add the keys, values (B, H, n, dh) and layer inputs (B, n, d) of n new tokens."""
+    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor, slots: int | th.Tensor | None) -> None:
+        """Add the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n new tokens.
+
+        ``slots``: None appends them; an int writes every row's tokens to the n slots from there on;
+        a (B, n) tensor gives each row's own slots.
+        """
         if slots is None:
-            self.keys[layer] = th.cat([self.keys[layer], key], dim=2)
-            self.values[layer] = th.cat([self.values[layer], value], dim=2)
+            self.key_values[layer] = th.cat([self.key_values[layer], key_value], dim=3)
             if self.layer_inputs is not None:
                 self.layer_inputs[layer] = th.cat([self.layer_inputs[layer], hidden], dim=1)
-            return
-        head_index = slots[:, None, :, None].expand_as(key)
-        self.keys[layer].scatter_(2, head_index, key)
-        self.values[layer].scatter_(2, head_index, value)
-        if self.layer_inputs is not None:
-            x_slots = slots - self.n_cache_slots
-            self.layer_inputs[layer].scatter_(1, x_slots[:, :, None].expand_as(hidden), hidden)
-
-    @property
-    def n_cache_slots(self) -> int:
-        return int((self.key_idx < 0).sum())
+        elif isinstance(slots, int):
+            n = hidden.shape[1]
+            self.key_values[layer][:, :, :, slots : slots + n] = key_value
+            if self.layer_inputs is not None:
+                self.layer_inputs[layer][:, slots : slots + n] = hidden
+        else:
+            self.key_values[layer].scatter_(3, slots[None, None, :, :, None].expand_as(key_value), key_value)
+            if self.layer_inputs is not None:
+                self.layer_inputs[layer].scatter_(1, slots[:, :, None].expand_as(hidden), hidden)
 
 
 class RelativeAttentionLayer(nn.Module):
-    """Post-LN decoder layer with Transformer-XL relative attention and an optional feed-forward block."""
+    """Post-LN decoder layer with Transformer-XL relative attention and an optional feed-forward block.
+
+    Attention tensors are head first, (H, B, ...), so that the relative-position scores of all rows and
+    tokens are one matmul per head.
+    """
 
     def __init__(self, config: RATEConfig) -> None:
         super().__init__()
@@ -195,45 +222,41 @@ class RelativeAttentionLayer(nn.Module):
             self.ffn = nn.Sequential(
                 nn.Linear(d, config.d_inner),
                 nn.ReLU(),
-                nn.Dropout(config.dropout),
+                dropout(config.dropout),
                 nn.Linear(config.d_inner, d),
-                nn.Dropout(config.dropout),
+                dropout(config.dropout),
             )
             self.norm_ffn = nn.LayerNorm(d)
 
-    def split_heads(self, x: th.Tensor) -> th.Tensor:
-        return x.view(*x.shape[:-1], self.n_heads, self.d_head).transpose(-2, -3)
-
-    def project(self, hidden: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """Queries, keys and values (B, H, n, dh) of the tokens ``hidden`` (B, n, d)."""
-        query, key, value = self.qkv(hidden).chunk(3, dim=-1)
-        return self.split_heads(query), self.split_heads(key), self.split_heads(value)
+    def project(self, hidden: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Queries (H, B, n, dh) and keys and values (2, H, B, n, dh) of the tokens ``hidden`` (B, n, d)."""
+        qkv = self.qkv(hidden).unflatten(-1, (3, self.n_heads, self.d_head)).permute(2, 3, 0, 1, 4)
+        return qkv[0], qkv[1:]
 
     def relative_keys(self, positions: th.Tensor) -> th.Tensor:
-        """Projected relative-position embeddings (H, P, dh)."""
-        return self.split_heads(self.pos_proj(positions))
+        """Projected relative-position embeddings of P distances, transposed for the matmul: (H, dh, P)."""
+        return self.pos_proj(positions).unflatten(-1, (self.n_heads, self.d_head)).permute(1, 2, 0).contiguous()
 
     def forward(
         self,
         hidden: th.Tensor,
         query: th.Tensor,
-        store: KeyValueStore,
-        layer: int,
-        allowed: th.Tensor,
+        key_values: th.Tensor,
+        blocked: th.Tensor,
         distance_index: th.Tensor,
         rel: th.Tensor,
-        content_bias: th.Tensor,
-        position_bias: th.Tensor,
+        biases: th.Tensor,
     ) -> th.Tensor:
-        keys, values = store.keys[layer], store.values[layer]
+        """``biases`` (2, H, 1, 1, dh): the content and position biases (Transformer-XL's u and v)."""
+        keys, values = key_values.unbind()
         scale = 1.0 / math.sqrt(self.d_head)
-        content = ((query + content_bias[:, None, :]) * scale) @ keys.transpose(-1, -2)
-        position_all = ((query + position_bias[:, None, :]) * scale) @ rel.transpose(-1, -2)  # (B, H, q, P)
-        index = distance_index.unsqueeze(1).expand(query.shape[0], self.n_heads, *distance_index.shape[-2:])
-        scores = content.add_(position_all.gather(-1, index))
-        scores.masked_fill_(~allowed.unsqueeze(1), float("-inf"))
+        content_query, position_query = ((query + biases) * scale).unbind()
+        content = content_query @ keys.transpose(-1, -2)  # (H, B, n, S)
+        position_all = position_query.flatten(1, 2) @ rel  # (H, B * n, P)
+        scores = content.add_(position_all.view(*content.shape[:-1], -1).gather(-1, distance_index))
+        scores.masked_fill_(blocked, float("-inf"))
         weights = self.attn_drop(F.softmax(scores, dim=-1))
-        attended = (weights @ values).transpose(-2, -3).flatten(-2)
+        attended = (weights @ values).permute(1, 2, 0, 3).flatten(-2)
         residual = hidden * 2 if self.double_residual else hidden
         hidden = self.norm_attn(residual + self.resid_drop(self.out_proj(attended)))
         if self.ffn is not None:
@@ -280,7 +303,6 @@ class RATETransformer(nn.Module):
         self.output_drop = dropout(config.dropout)
         self._position_cache: tuple | None = None
 
-    # ----------------------------------------------------------------- training
     def forward(
         self,
         tokens: th.Tensor,
@@ -326,109 +348,99 @@ class RATETransformer(nn.Module):
         store.key_valid = th.cat([store.key_valid, mem_valid, token_valid, mem_valid], dim=1)
         parts = [memory, tokens, memory] if m else [tokens]
         hidden = self.input_drop(th.cat(parts, dim=1))
-        query_idx = th.arange(self.config.n_tokens, device=tokens.device)[None]
-        hidden = self._run_tokens(hidden, query_idx, store, slots=None)
-        next_memory = self._next_memory(memory, hidden[:, m + tokens.shape[1] :]) if m else None
-        next_cache, next_valid = self._next_cache(cache, cache_valid, store, store.key_valid[:, cache.shape[2] :])
+        query_idx = th.arange(self.config.n_tokens, device=tokens.device)
+        pattern, relative_keys = self.attention(query_idx, store, hidden)
+        hidden = self.run_tokens(hidden, store, pattern, relative_keys, slots=None)
+        next_memory = self.next_memory(memory, hidden[:, m + tokens.shape[1] :]) if m else None
+        x_valid = store.key_valid[:, cache.shape[2] :]
+        next_cache, next_valid = self.next_cache(cache, cache_valid, store.layer_inputs, x_valid)
         return SegmentOutput(hidden[:, m : m + tokens.shape[1]], next_memory, next_cache, next_valid)
 
     def init_memory(self, batch_size: int) -> th.Tensor:
         return self.initial_memory[None].expand(batch_size, -1, -1)
 
-    # ---------------------------------------------------------------- inference
-    def empty_store(self, batch: int, like: th.Tensor) -> KeyValueStore:
-        """A preallocated inference store: cache slots, X slots, and one scratch slot (index n_tokens)."""
-        cfg = self.config
-        n_slots = cfg.mem_len + cfg.n_tokens + 1
-        shape = (batch, cfg.n_layers, cfg.n_heads, n_slots, cfg.d_head)
-        keys, values = like.new_zeros(shape), like.new_zeros(shape)
-        key_idx = th.arange(-cfg.mem_len, cfg.n_tokens + 1, device=like.device)
-        key_valid = th.ones(batch, n_slots, dtype=th.bool, device=like.device)
-        layer_inputs = None
-        if cfg.mem_len:
-            layer_inputs = list(like.new_zeros(batch, cfg.n_layers, cfg.n_tokens + 1, cfg.d_model).unbind(1))
-        return KeyValueStore(list(keys.unbind(1)), list(values.unbind(1)), key_idx, key_valid, layer_inputs)
-
-    def begin_segment(self, store: KeyValueStore, memory: th.Tensor | None, cache, cache_valid) -> None:
-        """Fill a fresh inference store with the cache's keys and values and run the read tokens."""
-        cfg = self.config
-        if cfg.mem_len:
-            store.key_valid[:, : cfg.mem_len] = cache_valid
-            for layer_id, layer in enumerate(self.layers):
-                _, key, value = layer.project(cache[:, layer_id])
-                store.keys[layer_id][:, :, : cfg.mem_len] = key
-                store.values[layer_id][:, :, : cfg.mem_len] = value
-        if cfg.n_mem_tokens:
-            read_idx = th.arange(cfg.n_mem_tokens, device=memory.device)[None].expand(memory.shape[0], -1)
-            self._run_tokens(self.input_drop(memory), read_idx, store, slots=read_idx + cfg.mem_len)
-
-    def step(self, store: KeyValueStore, tokens: th.Tensor, token_idx: th.Tensor) -> th.Tensor:
-        """Run new segment tokens (B, n, d) at X indices (B, n) against the store; returns their outputs."""
-        return self._run_tokens(self.input_drop(tokens), token_idx, store, slots=token_idx + self.config.mem_len)
-
-    def end_segment(self, store: KeyValueStore, memory: th.Tensor | None, cache, cache_valid):
-        """Run the write tokens over the completed segment; returns the next (memory, cache, cache_valid)."""
-        cfg = self.config
-        next_memory = None
-        if cfg.n_mem_tokens:
-            start = cfg.n_mem_tokens + 3 * cfg.segment_len
-            write_idx = th.arange(start, cfg.n_tokens, device=memory.device)[None].expand(memory.shape[0], -1)
-            written = self._run_tokens(self.input_drop(memory), write_idx, store, slots=write_idx + cfg.mem_len)
-            next_memory = self._next_memory(memory, written)
-        x_valid = store.key_valid[:, cfg.mem_len : cfg.mem_len + cfg.n_tokens]
-        next_cache, next_valid = self._next_cache(cache, cache_valid, store, x_valid)
-        return next_memory, next_cache, next_valid
-
-    # ------------------------------------------------------------------ shared
-    def _run_tokens(
-        self, hidden: th.Tensor, query_idx: th.Tensor, store: KeyValueStore, slots: th.Tensor | None
+    def run_tokens(
+        self,
+        hidden: th.Tensor,
+        store: KeyValueStore,
+        pattern: AttentionPattern,
+        relative_keys: list[th.Tensor],
+        slots: int | th.Tensor | None,
     ) -> th.Tensor:
-        cfg = self.config
-        allowed = attention_allowed(query_idx, store.key_idx, cfg.n_mem_tokens, 3 * cfg.segment_len)
-        allowed = allowed & store.key_valid[:, None, :]
-        distance = query_idx[..., :, None] - store.key_idx
-        used = distance.masked_select(allowed)  # masked pairs need no position: this halves the table
-        relative_keys, lowest = self._relative_keys(int(used.min()), int(used.max()), hidden)
-        distance_index = (distance - lowest).clamp(0, relative_keys[0].shape[1] - 1)
+        """Run tokens (B, n, d) through the layers, writing their keys and values at ``slots`` of the store.
+
+        The pattern may cover only the store's first slots: the queries cannot see the ones after them.
+        """
+        n_keys = pattern.blocked.shape[-1]
+        distance_index = pattern.distance_index.expand(self.config.n_heads, len(hidden), -1, -1)
+        biases = th.stack([self.content_bias, self.position_bias])[:, :, None, None]
         for layer_id, layer in enumerate(self.layers):
-            query, key, value = layer.project(hidden)
-            store.write(layer_id, key, value, hidden, slots)
+            query, key_value = layer.project(hidden)
+            store.write(layer_id, key_value, hidden, slots)
+            key_values = store.key_values[layer_id][..., :n_keys, :]
             hidden = layer(
                 hidden,
                 query,
-                store,
-                layer_id,
-                allowed,
+                key_values,
+                pattern.blocked,
                 distance_index,
                 relative_keys[layer_id],
-                self.content_bias,
-                self.position_bias,
+                biases,
             )
         return self.output_drop(hidden)
 
-    def _relative_keys(self, lowest: int, highest: int, like: th.Tensor) -> tuple[list[th.Tensor], int]:
-        """Per-layer relative-position keys for distances in [lowest, highest].
+    def attention(
+        self, query_idx: th.Tensor, store: KeyValueStore, like: th.Tensor
+    ) -> tuple[AttentionPattern, list[th.Tensor]]:
+        """The pattern of queries at X indices (n,) or (B, n) over the store's keys, and the relative keys
+        it indexes."""
+        cfg = self.config
+        allowed = attention_allowed(query_idx, store.key_idx, cfg.n_mem_tokens, 3 * cfg.segment_len)
+        allowed = allowed & store.key_valid[:, None, :]
+        if self.training or th.is_grad_enabled():
+            # masked pairs need no position: trimming the table to the used distances halves it
+            used = (query_idx[..., :, None] - store.key_idx).masked_select(allowed)
+            lowest, highest = int(used.min()), int(used.max())
+            relative_keys = self._project_positions(lowest, highest, like)
+        else:
+            (lowest, highest), relative_keys = self.distance_range, self.relative_keys(like)
+        return AttentionPattern.of(query_idx, store.key_idx, allowed, lowest, highest), relative_keys
 
-        Inference calls reuse them over the whole fixed distance range until a weight changes
-        (an optimizer step or a load bumps the tensors' version counters).
+    @property
+    def distance_range(self) -> tuple[int, int]:
+        """Every allowed query-key pair has a distance in this range (cache keys are up to mem_len back)."""
+        return -self.config.n_mem_tokens, self.config.n_tokens + self.config.mem_len
+
+    def relative_keys(self, like: th.Tensor) -> list[th.Tensor]:
+        """Per-layer relative-position keys over :attr:`distance_range`.
+
+        Inference calls reuse them until a weight changes (an optimizer step or a load bumps the tensors'
+        version counters).
         """
         if self.training or th.is_grad_enabled():
-            return self._project_positions(lowest, highest, like), lowest
-        # every allowed pair has a distance in [-(m - 1), n_tokens + mem_len]
-        lowest, highest = -self.config.n_mem_tokens, self.config.n_tokens + self.config.mem_len
-        versions = tuple(layer.pos_proj.weight._version for layer in self.layers)
-        key = (like.dtype, like.device, versions, tuple(id(layer.pos_proj.weight) for layer in self.layers))
+            return self._project_positions(*self.distance_range, like)
+        weights = [layer.pos_proj.weight for layer in self.layers]
+        key = (like.dtype, like.device, tuple((id(weight), weight._version) for weight in weights))
         if self._position_cache is None or self._position_cache[0] != key:
-            self._position_cache = (key, self._project_positions(lowest, highest, like))
-        return self._position_cache[1], lowest
+            self._position_cache = (key, self._project_positions(*self.distance_range, like))
+        return self._position_cache[1]
 
     def _project_positions(self, lowest: int, highest: int, like: th.Tensor) -> list[th.Tensor]:
         distances = th.arange(lowest, highest + 1, device=like.device, dtype=like.dtype)
         positions = self.position_drop(sinusoid(distances, self.config.d_model))
         return [layer.relative_keys(positions) for layer in self.layers]
 
-    def _next_memory(self, memory: th.Tensor, written: th.Tensor) -> th.Tensor:
+    def next_memory(self, memory: th.Tensor, written: th.Tensor) -> th.Tensor:
         return self.mrv(memory, written) if self.mrv is not None else written
+
+    def next_cache(self, cache, cache_valid, layer_inputs: list[th.Tensor] | None, x_valid: th.Tensor):
+        """The cache after a segment whose X tokens had per-layer inputs (B, n_tokens, d)."""
+        mem_len = self.config.mem_len
+        if not mem_len:
+            return None, None
+        next_cache = th.cat([cache, th.stack(layer_inputs, dim=1).detach()], dim=2)[:, :, -mem_len:]
+        next_valid = th.cat([cache_valid, x_valid], dim=1)[:, -mem_len:]
+        return next_cache, next_valid
 
     def _cache_or_empty(self, batch: int, cache, cache_valid, like: th.Tensor):
         if cache is None:
@@ -438,22 +450,7 @@ class RATETransformer(nn.Module):
         return cache, cache_valid
 
     def _store_from_cache(self, cache: th.Tensor, cache_valid: th.Tensor) -> KeyValueStore:
-        keys, values = [], []
-        for layer_id, layer in enumerate(self.layers):
-            _, key, value = layer.project(cache[:, layer_id])
-            keys.append(key)
-            values.append(value)
+        key_values = [layer.project(cache[:, layer_id])[1] for layer_id, layer in enumerate(self.layers)]
         key_idx = th.arange(-cache.shape[2], 0, device=cache.device)
         layer_inputs = [cache.new_zeros(cache.shape[0], 0, cache.shape[3]) for _ in self.layers]
-        return KeyValueStore(keys, values, key_idx, cache_valid.clone(), layer_inputs if self.config.mem_len else None)
-
-    def _next_cache(self, cache, cache_valid, store: KeyValueStore, x_valid: th.Tensor):
-        mem_len = self.config.mem_len
-        if not mem_len:
-            return None, None
-        if cache is None:
-            cache, cache_valid = self._cache_or_empty(x_valid.shape[0], None, None, store.keys[0])
-        inputs = th.stack(store.layer_inputs, dim=1)[:, :, : self.config.n_tokens].detach()
-        next_cache = th.cat([cache, inputs], dim=2)[:, :, -mem_len:]
-        next_valid = th.cat([cache_valid, x_valid], dim=1)[:, -mem_len:]
-        return next_cache, next_valid
+        return KeyValueStore(key_values, key_idx, cache_valid.clone(), layer_inputs if self.config.mem_len else None)

@@ -8,25 +8,44 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import maybe_transpose
 from stable_baselines3.common.type_aliases import Schedule
 
 from rate_sb3.encoders import ActionEncoder, ObservationEncoder, check_spaces, make_action_head
-from rate_sb3.model import KeyValueStore, RATEConfig, RATETransformer
+from rate_sb3.inference import IncrementalInference
+from rate_sb3.model import RATEConfig, RATETransformer
 from rate_sb3.wrappers import OBSERVATION_KEY, PREV_REWARD_KEY, WRAP_HINT, has_reward_feedback
 
 
 class RATEState(NamedTuple):
-    """Per-env inference state (numpy arrays, batch first), passed back to ``predict`` like an LSTM state."""
+    """Per-env inference state, passed back to ``predict`` like an LSTM state and updated in place.
 
-    memory: np.ndarray  # (n, m, d) memory of the current segment
-    keys: np.ndarray  # (n, layers, heads, slots, d_head) keys of the cache and of the segment so far
-    values: np.ndarray  # same shape as keys
-    layer_inputs: np.ndarray  # (n, layers, 2m + 3K + 1, d) layer inputs, kept only when mem_len > 0
-    cache: np.ndarray  # (n, layers, mem_len, d) hidden-state cache
-    cache_valid: np.ndarray  # (n, mem_len) bool
+    The model's part is tensors on the policy's device (keys and values layer and head first, see
+    :meth:`rate_sb3.inference.IncrementalInference.empty_buffers`), made under ``torch.inference_mode``:
+    change them only through ``predict``, or on a copy. The counters stay on the host, so that ``predict``
+    finds segment boundaries without waiting for the device.
+    """
+
+    memory: th.Tensor  # (n, m, d) memory of the current segment
+    key_values: th.Tensor  # (layers, 2, heads, n, slots, d_head) keys and values of the cache and segment so far
+    layer_inputs: th.Tensor  # (layers, n, slots, d) layer inputs, kept only when mem_len > 0
+    cache: th.Tensor  # (n, layers, mem_len, d) hidden-state cache
+    key_valid: th.Tensor  # (n, slots) bool, False at empty cache slots
+    last_action: th.Tensor  # (n, action_dim) the action returned at the previous step
     step: np.ndarray  # (n,) env steps taken in the current episode
     return_to_go: np.ndarray  # (n,) scaled return-to-go of the current step
-    last_action: np.ndarray  # (n, action_dim) the action returned at the previous step
+
+    def repeat(self, repeats: int) -> RATEState:
+        """A copy with every env repeated ``repeats`` times (for instance one env's state for a batch)."""
+        env_dims = {"key_values": 3, "layer_inputs": 1}
+        return RATEState(
+            *(
+                np.repeat(value, repeats, axis=0)
+                if isinstance(value, np.ndarray)
+                else value.repeat_interleave(repeats, dim=env_dims.get(name, 0))
+                for name, value in self._asdict().items()
+            )
+        )
 
 
 class RATEPolicy(BasePolicy):
@@ -81,6 +100,7 @@ class RATEPolicy(BasePolicy):
         self.action_encoder = ActionEncoder(action_space, d)
         self.return_encoder = th.nn.Linear(1, d)
         self.transformer = RATETransformer(self.config)
+        self.inference = IncrementalInference(self.transformer)
         self.action_head = make_action_head(action_space, d)
         self.optimizer = self.optimizer_class(self._parameter_groups(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
@@ -104,6 +124,11 @@ class RATEPolicy(BasePolicy):
         )
         return data
 
+    @property
+    def device(self) -> th.device:
+        """The parameters' device (``predict`` reads it at every step; SB3's property walks all modules)."""
+        return self.transformer.initial_memory.device
+
     # ------------------------------------------------------------ actions
     def actions_to_model(self, actions: th.Tensor) -> th.Tensor:
         """Env actions to model actions: Discrete indices from 0, Box scaled to [-1, 1]."""
@@ -123,13 +148,19 @@ class RATEPolicy(BasePolicy):
         return np.clip(env_actions, low, high).astype(self.action_space.dtype)
 
     # ----------------------------------------------------------- training
-    def embed(self, observations: th.Tensor, model_actions: th.Tensor, returns_to_go: th.Tensor) -> th.Tensor:
-        """Interleave [R_t, o_t, a_t] tokens: (B, W, ...) inputs to (B, 3W, d)."""
+    def encode(
+        self, observations: th.Tensor, model_actions: th.Tensor, returns_to_go: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Return, observation and action tokens (B, W, d) of (B, W, ...) inputs."""
         batch, window = returns_to_go.shape
         obs_tokens = self.observation_encoder(observations.flatten(0, 1)).view(batch, window, -1)
         action_tokens = self.action_encoder(model_actions)
         return_tokens = self.return_encoder(returns_to_go[..., None].float())
-        return th.stack([return_tokens, obs_tokens, action_tokens], dim=2).flatten(1, 2)
+        return return_tokens, obs_tokens, action_tokens
+
+    def embed(self, observations: th.Tensor, model_actions: th.Tensor, returns_to_go: th.Tensor) -> th.Tensor:
+        """Interleave [R_t, o_t, a_t] tokens: (B, W, ...) inputs to (B, 3W, d)."""
+        return th.stack(self.encode(observations, model_actions, returns_to_go), dim=2).flatten(1, 2)
 
     def window_hidden(
         self,
@@ -156,46 +187,44 @@ class RATEPolicy(BasePolicy):
 
     # ---------------------------------------------------------- inference
     def initial_state(self, n_envs: int) -> RATEState:
-        cfg, store_dtype = self.config, np.float32
-        slots = cfg.mem_len + cfg.n_tokens + 1
+        cfg, like = self.config, self.transformer.initial_memory
+        key_values, layer_inputs, key_valid = self.inference.empty_buffers(n_envs, like)
         return RATEState(
-            memory=np.zeros((n_envs, cfg.n_mem_tokens, cfg.d_model), store_dtype),
-            keys=np.zeros((n_envs, cfg.n_layers, cfg.n_heads, slots, cfg.d_head), store_dtype),
-            values=np.zeros((n_envs, cfg.n_layers, cfg.n_heads, slots, cfg.d_head), store_dtype),
-            layer_inputs=np.zeros(
-                (n_envs, cfg.n_layers, (cfg.n_tokens + 1) if cfg.mem_len else 0, cfg.d_model), store_dtype
-            ),
-            cache=np.zeros((n_envs, cfg.n_layers, cfg.mem_len, cfg.d_model), store_dtype),
-            cache_valid=np.zeros((n_envs, cfg.mem_len), bool),
+            memory=like.new_zeros(n_envs, cfg.n_mem_tokens, cfg.d_model),
+            key_values=key_values,
+            layer_inputs=layer_inputs,
+            cache=like.new_zeros(n_envs, cfg.n_layers, cfg.mem_len, cfg.d_model),
+            key_valid=key_valid,
+            last_action=like.new_zeros(n_envs, self.action_dim),
             step=np.zeros(n_envs, np.int64),
             return_to_go=np.zeros(n_envs, np.float32),
-            last_action=np.zeros((n_envs, self.action_dim), np.float32),
         )
 
     def predict(
         self,
         observation: dict[str, np.ndarray],
-        state: tuple[np.ndarray, ...] | None = None,
+        state: tuple | None = None,
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, RATEState]:
         """Next action for each env, with the RecurrentPPO conventions.
 
-        ``state=None`` starts every env; ``episode_start[i]`` restarts env i. The state arrays are updated
-        in place (copy them to keep an older state).
+        ``state=None`` starts every env; ``episode_start[i]`` restarts env i. The state is updated in place
+        (:meth:`RATEState.repeat` copies it).
         """
-        self.set_training_mode(False)
+        if self.training:  # set_training_mode walks every module
+            self.set_training_mode(False)
         inner, prev_reward, vectorized = self._split_observation(observation)
         n_envs = len(prev_reward)
-        if state is None:
-            state, starts = self.initial_state(n_envs), np.ones(n_envs, dtype=bool)
-        else:
-            state = RATEState(*state)
-            starts = np.zeros(n_envs, bool) if episode_start is None else np.array(episode_start, dtype=bool)
-            starts = starts.reshape(n_envs)
-            if state.step.shape[0] != n_envs:
-                raise ValueError(f"state holds {state.step.shape[0]} envs but the observation has {n_envs}")
-        with th.no_grad():
+        with th.inference_mode():
+            if state is None:
+                state, starts = self.initial_state(n_envs), np.ones(n_envs, dtype=bool)
+            else:
+                state = RATEState(*state)
+                starts = np.zeros(n_envs, bool) if episode_start is None else np.array(episode_start, dtype=bool)
+                starts = starts.reshape(n_envs)
+                if state.step.shape[0] != n_envs:
+                    raise ValueError(f"state holds {state.step.shape[0]} envs but the observation has {n_envs}")
             model_actions = self._act(inner, prev_reward, state, starts, deterministic)
         actions = self.actions_to_env(model_actions)
         return (actions if vectorized else actions[0]), state
@@ -209,7 +238,8 @@ class RATEPolicy(BasePolicy):
             raise ValueError(f"RATEPolicy.predict needs observations with the previous reward; {WRAP_HINT}")
         prev_reward = np.asarray(observation[PREV_REWARD_KEY], dtype=np.float32)
         vectorized = prev_reward.ndim == 2
-        inner = np.asarray(observation[OBSERVATION_KEY])
+        # channel-last images from an env without VecTransposeImage (rl_zoo3 enjoy) become channel-first
+        inner = maybe_transpose(np.asarray(observation[OBSERVATION_KEY]), self.inner_observation_space)
         if not vectorized:
             inner, prev_reward = inner[None], prev_reward[None]
         tensor = th.as_tensor(inner, device=self.device)
@@ -218,74 +248,68 @@ class RATEPolicy(BasePolicy):
     def _act(
         self, observations: th.Tensor, prev_reward: np.ndarray, state: RATEState, starts: np.ndarray, deterministic
     ) -> np.ndarray:
-        cfg, m = self.config, self.config.n_mem_tokens
-        t = {name: th.as_tensor(value, device=self.device) for name, value in state._asdict().items()}
-        starts_t = th.as_tensor(starts, device=self.device)
-        self._restart(t, starts_t)
-        t["return_to_go"] -= th.as_tensor(prev_reward, device=self.device) * self.return_scale * ~starts_t
-        in_segment = t["step"] % cfg.segment_len
-        new_segment = in_segment == 0
-        finished = new_segment & (t["step"] > 0)
-        if finished.any():
-            self._finish_segments(t, finished.nonzero().flatten())
-        if new_segment.any():
-            self._begin_segments(t, new_segment.nonzero().flatten())
-        tokens = self.embed(observations[:, None], self._last_action(t)[:, None], t["return_to_go"][:, None])
-        token_idx = m + 3 * in_segment[:, None] + th.arange(-1, 2, device=self.device)
-        token_idx[:, 0] = th.where(new_segment, cfg.n_tokens, token_idx[:, 0])  # no previous action: scratch slot
-        hidden = self.transformer.step(self._store(t), tokens[:, [2, 0, 1]], token_idx)[:, 2]
+        self._restart(state, starts)
+        state.return_to_go[:] -= prev_reward * self.return_scale * ~starts
+        phase = state.step % self.config.segment_len
+        self._end_segments(state, np.flatnonzero((phase == 0) & (state.step > 0)))
+        self._begin_segments(state, np.flatnonzero(phase == 0))
+        store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
+        hidden = self.inference.step(store, self._step_tokens(observations, state), phase)[:, 2]
         actions = self.action_head.act(hidden, deterministic)
-        t["step"] += 1
-        t["last_action"].copy_(actions.reshape(len(actions), -1))
-        if self.device.type != "cpu":
-            for name, value in t.items():
-                getattr(state, name)[...] = value.cpu().numpy()
+        state.step[:] += 1
+        state.last_action.copy_(actions.reshape(len(actions), -1))
         return actions.cpu().numpy()
 
-    def _last_action(self, t: dict[str, th.Tensor]) -> th.Tensor:
+    def _step_tokens(self, observations: th.Tensor, state: RATEState) -> th.Tensor:
+        """This step's tokens [a_{t-1}, R_t, o_t] (n, 3, d)."""
+        return_to_go = th.as_tensor(state.return_to_go, device=observations.device)
+        returns, obs, actions = self.encode(
+            observations[:, None], self._last_action(state)[:, None], return_to_go[:, None]
+        )
+        return th.cat([actions, returns, obs], dim=1)
+
+    def _last_action(self, state: RATEState) -> th.Tensor:
         """The previous model action per env: (n,) indices or (n, action_dim)."""
-        return t["last_action"][:, 0] if self.discrete_actions else t["last_action"]
+        return state.last_action[:, 0] if self.discrete_actions else state.last_action
 
-    def _restart(self, t: dict[str, th.Tensor], starts: th.Tensor) -> None:
-        idx = starts.nonzero().flatten()
-        if len(idx) == 0:
+    def _restart(self, state: RATEState, starts: np.ndarray) -> None:
+        if not starts.any():
             return
-        t["step"][idx] = 0
-        t["return_to_go"][idx] = self.target_return * self.return_scale
-        t["memory"][idx] = self.transformer.initial_memory.detach().to(t["memory"].dtype)
-        t["cache_valid"][idx] = False
-        t["last_action"][idx] = 0.0
+        rows = th.as_tensor(np.flatnonzero(starts), device=self.device)
+        state.step[starts] = 0
+        state.return_to_go[starts] = self.target_return * self.return_scale
+        state.memory[rows] = self.transformer.initial_memory.to(state.memory.dtype)
+        state.key_valid[rows, : self.config.mem_len] = False
+        state.last_action[rows] = 0.0
 
-    def _store(self, t: dict[str, th.Tensor], idx: th.Tensor | None = None) -> KeyValueStore:
-        """The inference store as views of the state (or copies of rows ``idx``)."""
-        pick = (lambda x: x) if idx is None else (lambda x: x[idx])
-        cfg = self.config
-        keys, values = pick(t["keys"]), pick(t["values"])
-        key_idx = th.arange(-cfg.mem_len, cfg.n_tokens + 1, device=self.device)
-        x_valid = th.ones(keys.shape[0], cfg.n_tokens + 1, dtype=th.bool, device=self.device)
-        key_valid = th.cat([pick(t["cache_valid"]), x_valid], dim=1)
-        layer_inputs = list(pick(t["layer_inputs"]).unbind(1)) if cfg.mem_len else None
-        return KeyValueStore(list(keys.unbind(1)), list(values.unbind(1)), key_idx, key_valid, layer_inputs)
+    def _rows(self, envs: np.ndarray, n_envs: int) -> slice | th.Tensor:
+        """Index of ``envs`` in the state's tensors: a slice when it is all of them (views, not copies)."""
+        return slice(None) if len(envs) == n_envs else th.as_tensor(envs, device=self.device)
 
-    def _finish_segments(self, t: dict[str, th.Tensor], idx: th.Tensor) -> None:
-        """Add the segment's last action, then write memory and cache from all 3K tokens."""
-        cfg = self.config
-        store = self._store(t, idx)
-        last_action = self.action_encoder(self._last_action(t)[idx])
-        action_idx = th.full((len(idx), 1), cfg.n_mem_tokens + 3 * cfg.segment_len - 1, device=self.device)
-        self.transformer.step(store, last_action[:, None], action_idx)
-        memory, cache, cache_valid = self.transformer.end_segment(
-            store, t["memory"][idx], t["cache"][idx], t["cache_valid"][idx]
+    def _end_segments(self, state: RATEState, envs: np.ndarray) -> None:
+        """Run the segment's last action and the write tokens; keep the next memory and cache."""
+        if not len(envs):
+            return
+        rows = self._rows(envs, len(state.step))
+        store = self.inference.store(
+            state.key_values[:, :, :, rows], state.layer_inputs[:, rows], state.key_valid[rows]
+        )
+        last_action = self.action_encoder(self._last_action(state)[rows])[:, None]
+        memory, cache, cache_valid = self.inference.end_segment(
+            store, last_action, state.memory[rows], state.cache[rows]
         )
         if memory is not None:
-            t["memory"][idx] = memory
+            state.memory[rows] = memory
         if cache is not None:
-            t["cache"][idx], t["cache_valid"][idx] = cache, cache_valid
+            state.cache[rows] = cache
+            state.key_valid[rows, : self.config.mem_len] = cache_valid
 
-    def _begin_segments(self, t: dict[str, th.Tensor], idx: th.Tensor) -> None:
-        store = self.transformer.empty_store(len(idx), t["keys"])
-        self.transformer.begin_segment(store, t["memory"][idx], t["cache"][idx], t["cache_valid"][idx])
-        t["keys"][idx] = th.stack(store.keys, dim=1)
-        t["values"][idx] = th.stack(store.values, dim=1)
-        if store.layer_inputs is not None:
-            t["layer_inputs"][idx] = th.stack(store.layer_inputs, dim=1)
+    def _begin_segments(self, state: RATEState, envs: np.ndarray) -> None:
+        if not len(envs):
+            return
+        rows = self._rows(envs, len(state.step))
+        key_values, layer_inputs = state.key_values[:, :, :, rows], state.layer_inputs[:, rows]
+        store = self.inference.store(key_values, layer_inputs, state.key_valid[rows])
+        self.inference.begin_segment(store, state.memory[rows], state.cache[rows])
+        if isinstance(rows, th.Tensor):  # the store wrote to copies of these rows
+            state.key_values[:, :, :, rows], state.layer_inputs[:, rows] = key_values, layer_inputs

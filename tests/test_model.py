@@ -3,6 +3,7 @@
 import pytest
 import torch as th
 
+from rate_sb3.inference import IncrementalInference
 from rate_sb3.model import RATEConfig, RATETransformer, attention_allowed
 
 
@@ -37,30 +38,25 @@ def test_mask_layout_matches_the_reference_rules():
 
 def incremental_outputs(model: RATETransformer, tokens: th.Tensor) -> th.Tensor:
     """Feed tokens step by step as the policy does: [a_{t-1}, R_t, o_t] per step, memory written per segment."""
-    cfg = model.config
+    cfg, inference = model.config, IncrementalInference(model)
     batch, n_steps = tokens.shape[0], tokens.shape[1] // 3
     memory = model.init_memory(batch) if cfg.n_mem_tokens else None
     cache = tokens.new_zeros(batch, cfg.n_layers, cfg.mem_len, cfg.d_model)
     cache_valid = th.zeros(batch, cfg.mem_len, dtype=th.bool)
-    outputs = []
-    store = None
+    outputs, store = [], None
     for t in range(n_steps):
         s = t % cfg.segment_len
+        previous_action = tokens[:, 3 * t - 1 : 3 * t]
         if s == 0:
             if t > 0:
-                last_action = tokens[:, 3 * t - 1 : 3 * t]
-                model.step(store, last_action, th.full((batch, 1), cfg.n_mem_tokens + 3 * cfg.segment_len - 1))
-                memory, cache, cache_valid = model.end_segment(store, memory, cache, cache_valid)
-                if cache is None:
-                    cache = tokens.new_zeros(batch, cfg.n_layers, 0, cfg.d_model)
-            store = model.empty_store(batch, tokens)
-            model.begin_segment(store, memory, cache, cache_valid)
-            step_tokens, idx = tokens[:, 3 * t : 3 * t + 2], th.tensor([0, 1]) + cfg.n_mem_tokens
-        else:
-            step_tokens = tokens[:, 3 * t - 1 : 3 * t + 2]
-            idx = th.tensor([-1, 0, 1]) + cfg.n_mem_tokens + 3 * s
-        out = model.step(store, step_tokens, idx[None].expand(batch, -1))
-        outputs.append(out[:, -2:])
+                memory, next_cache, next_valid = inference.end_segment(store, previous_action, memory, cache)
+                if next_cache is not None:
+                    cache, cache_valid = next_cache, next_valid
+            store = inference.empty_store(batch, tokens, cache_valid)
+            inference.begin_segment(store, memory, cache)
+            previous_action = th.full_like(tokens[:, :1], 7.0)  # a dummy: no query may see it
+        out = inference.step(store, th.cat([previous_action, tokens[:, 3 * t : 3 * t + 2]], dim=1), s)
+        outputs.append(out[:, 1:])
     return th.cat(outputs, dim=1)
 
 

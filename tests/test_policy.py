@@ -156,6 +156,18 @@ def test_image_and_discrete_observations_are_encoded():
         assert actions.shape == (2,)
 
 
+def test_channel_last_images_are_transposed_to_the_policy_space():
+    # rl_zoo3 enjoy steps envs without VecTransposeImage: their images come channel-last
+    space = spaces.Box(0, 255, (3, 7, 7), np.uint8)
+    policy = RATEPolicy(reward_observation_space(space), spaces.Discrete(3), lambda _: 1e-3, segment_len=2)
+    images, prev_reward, starts = np.stack([space.sample() for _ in range(2)]), np.zeros((2, 1)), np.ones(2, bool)
+    expected, _ = policy.predict({"observation": images, "prev_reward": prev_reward}, None, starts, True)
+    channel_last = {"observation": images.transpose(0, 2, 3, 1), "prev_reward": prev_reward}
+    np.testing.assert_array_equal(policy.predict(channel_last, None, starts, True)[0], expected)
+    single = {"observation": images[1].transpose(1, 2, 0), "prev_reward": np.zeros(1)}
+    assert policy.predict(single, None, starts[:1], True)[0] == expected[1]
+
+
 def test_collected_expert_demonstrations_validate_against_the_policy_spaces():
     episodes = collect_episodes(make_expert("TMaze-v0"), lambda: gym.make("TMaze-v0", corridor_length=3), 4)
     model = RATE("RATEPolicy", "TMaze-v0", demonstrations=episodes, seed=0, **SMALL)
