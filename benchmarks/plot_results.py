@@ -32,6 +32,8 @@ def tmaze_summary(paths: list[Path]) -> dict[str, dict[int, tuple[float, float, 
     for path in paths:
         result = json.loads(path.read_text())
         variant = f"{result['mode']} ({result['memory_grad']})" if result["mode"] != "dt" else "dt"
+        if not result.get("curriculum", False):
+            variant += ", no curriculum"
         if result.get("train_corridor_ranges", DEFAULT_RANGES) != DEFAULT_RANGES:
             variant += ", demos L in " + " + ".join(result["train_corridor_ranges"])
         for length, success in result["success"].items():

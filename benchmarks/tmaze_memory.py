@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> dict:
         batch_size=args.batch_size,
         warmup_steps=100,
         lr_end_factor=1.0,  # a decayed rate stalls before the single junction action per window is learned
+        curriculum=args.curriculum,
         seed=args.seed,
         **ARCHITECTURE,
     )
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> dict:
         "demonstrations": args.demos,
         "train_corridor_ranges": [f"1..{longest}" for longest in args.train_ranges],
         "learning_rate": args.lr,
+        "curriculum": args.curriculum,
         "architecture": ARCHITECTURE,
         "success": success,
         "episodes_per_length": args.episodes,
@@ -104,6 +106,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--demos", type=int, default=999)
     parser.add_argument("--train-ranges", type=int, nargs="+", default=list(TRAIN_RANGES), help="see TRAIN_RANGES")
+    parser.add_argument(
+        "--no-curriculum",
+        dest="curriculum",
+        action="store_false",
+        help="train on 3-segment windows from the start (default: 1, then 2, then 3 segments)",
+    )
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per length")
     parser.add_argument("--eval-t", type=int, nargs="+", default=EVAL_T)
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 steps, 10 episodes, T <= 900")
@@ -113,6 +121,8 @@ def main() -> None:
         args.steps, args.episodes, args.demos, args.eval_t = 60, 10, 200, [9, 150, 900]
     result = run(args)
     name = f"tmaze_{args.mode}_{args.memory_grad}"
+    if not args.curriculum:
+        name += "_nocurriculum"
     if args.train_ranges != list(TRAIN_RANGES):
         name += "_ranges" + "-".join(map(str, args.train_ranges))
     out = args.out or RESULTS / f"{name}_seed{args.seed}{'_quick' if args.quick else ''}.json"

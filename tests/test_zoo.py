@@ -264,7 +264,8 @@ def test_argv_conf_file_and_eval_env_kwargs() -> None:
     assert argv[-2:] == conf
     argv = prepare_train_argv(["train.py", "--algo", "rate", "--env", TMAZE], REPO / "hyperparams")
     assert argv[5:7] == conf and argv[7] == "--eval-env-kwargs"
-    assert argv[8:] == [f"corridor_length:{list(range(1, 149))}"]
+    entry = yaml.safe_load((REPO / "hyperparams" / "rate.yml").read_text())[TMAZE]
+    assert argv[8:] == [f"corridor_length:{entry['env_kwargs']['corridor_length']}"]
     given = ["train.py", "--algo", "rate", "--env", TMAZE, "--eval-env-kwargs", "corridor_length:148"]
     assert prepare_train_argv(given, REPO / "hyperparams") == [*given, *conf]
     assert prepare_train_argv(["train.py", "--algo", "ppo"], REPO / "hyperparams") == ["train.py", "--algo", "ppo"]
