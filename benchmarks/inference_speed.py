@@ -20,9 +20,6 @@ repeated, medians) and compared as ratios. Writes ``benchmarks/results/inference
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -30,6 +27,7 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 import torch as th
+from common import RESULTS, machine_info, write_result
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.evaluate import evaluate
@@ -44,7 +42,6 @@ ARCHITECTURE = dict(
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 FLATNESS_POINTS = (100, 1000, 9000)
 BLOCK = 10  # flatness points take turns every BLOCK calls
 EVAL_CORRIDOR = 9598  # T = L + 2 = 9,600
@@ -291,17 +288,6 @@ def plot(result: dict, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- main
-def machine_info() -> dict:
-    return {
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "torch": th.__version__,
-        "torch_threads": th.get_num_threads(),
-    }
-
-
 def repeats_for(n_envs: int, repeats: int) -> int:
     """Fewer episodes for batches of more than 16 envs: their calls are long (recomputing 100 windows
     takes about 0.15 s) and steadier."""
@@ -356,10 +342,7 @@ def main() -> None:
     out = args.out or RESULTS / f"inference_speed{'_quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(result, out.with_suffix(".png"))
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
-    print(json.dumps(result))
+    write_result(result, out)
 
 
 if __name__ == "__main__":

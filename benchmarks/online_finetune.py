@@ -13,7 +13,6 @@ trains sb3-contrib's RecurrentPPO on the same env for the same number of env ste
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch as th
+from common import RESULTS, write_result
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -30,8 +30,6 @@ from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.data import collect_episodes
 from rate_sb3.envs import make_env, make_expert
 from rate_sb3.evaluate import evaluate
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @dataclass
@@ -234,11 +232,7 @@ def main() -> None:
         "gymnasium": gym.__version__,
     }
     out = args.out or RESULTS / f"online_{args.task}_seed{args.seed}{'_quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
-    print(json.dumps(result))
+    write_result(result, out)
 
 
 if __name__ == "__main__":

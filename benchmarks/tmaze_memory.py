@@ -11,7 +11,6 @@ the same JSON object as the last stdout line.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from functools import partial
@@ -19,13 +18,13 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch as th
+from common import RESULTS, write_result
 
 from rate_sb3 import RATE
 from rate_sb3.data import collect_episodes
 from rate_sb3.envs import make_expert
 from rate_sb3.evaluate import evaluate
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # Corridor lengths L (T = L + 2 <= 150): equal shares of demonstrations from L in 1..8, 1..48 and 1..148, so that
 # a third of the junctions come a few steps after the clue (easy to learn to retrieve) and the rest are spread
 # over all three segments (only memory carries the clue there).
@@ -126,11 +125,7 @@ def main() -> None:
     if args.train_ranges != list(TRAIN_RANGES):
         name += "_ranges" + "-".join(map(str, args.train_ranges))
     out = args.out or RESULTS / f"{name}_seed{args.seed}{'_quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
-    print(json.dumps(result))
+    write_result(result, out)
 
 
 if __name__ == "__main__":

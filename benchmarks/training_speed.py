@@ -18,9 +18,6 @@ JSON object as the last stdout line.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import matplotlib
 import numpy as np
 import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1)
 import torch as th
+from common import RESULTS, machine_info, write_result
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
@@ -42,7 +40,6 @@ from rate_sb3.envs import make_expert
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CONTEXT_LENGTHS = (10, 25, 50)
 ROLLOUT_ENV, ROLLOUT_ENVS = "CartPoleNoVel-v1", 8
 # hyperparams/rate.yml (CartPoleNoVel-v1) and hyperparams/ppo_lstm.yml (the RL Zoo's tuned entry)
@@ -172,17 +169,6 @@ def plot(result: dict, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- main
-def machine_info() -> dict:
-    return {
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "torch": th.__version__,
-        "torch_threads": th.get_num_threads(),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
@@ -222,10 +208,7 @@ def main() -> None:
     out = args.out or RESULTS / f"training_speed{'_quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(result, out.with_suffix(".png"))
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
-    print(json.dumps(result))
+    write_result(result, out)
 
 
 if __name__ == "__main__":

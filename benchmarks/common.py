@@ -1,0 +1,32 @@
+"""Helpers shared by the benchmark scripts: where results go, what machine measured them, atomic JSON writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch as th
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict:
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "torch": th.__version__,
+        "torch_threads": th.get_num_threads(),
+    }
+
+
+def write_result(result: dict, out: Path) -> None:
+    """Write ``result`` to ``out`` through a temporary file (no half-written JSON), then print it as one line."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out)
+    print(json.dumps(result))
