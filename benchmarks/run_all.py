@@ -1,8 +1,8 @@
 """Run every benchmark, then the plots: ``python benchmarks/run_all.py [--quick]``.
 
 ``--quick`` (about 4.5 minutes on 2 CPU cores, measured) writes the ``*_quick.json`` / ``*_quick.png`` smoke results.
-The full mode reproduces the numbers of ``RESULTS.md``: about 4 hours on 2 CPU cores, most of it T-Maze
-pretraining (10 runs of about 20 minutes) and the online fine-tuning runs.
+The full mode reproduces the numbers of ``RESULTS.md``: about 3.5 hours on 2 CPU cores, most of it T-Maze
+pretraining (11 runs of 10 to 16 minutes) and the online fine-tuning runs (about 1 hour).
 """
 
 from __future__ import annotations
