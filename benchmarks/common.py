@@ -11,6 +11,15 @@ import torch as th
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# The RL Zoo's tuned RecurrentPPO policy for CartPoleNoVel-v1 (hyperparams/ppo_lstm.yml)
+ZOO_LSTM_POLICY_KWARGS = dict(
+    ortho_init=False,
+    activation_fn=th.nn.ReLU,
+    lstm_hidden_size=64,
+    enable_critic_lstm=True,
+    net_arch=dict(pi=[64], vf=[64]),
+)
+
 
 def machine_info() -> dict:
     return {

@@ -20,7 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch as th
-from common import RESULTS, write_result
+from common import RESULTS, ZOO_LSTM_POLICY_KWARGS, write_result
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -48,7 +48,8 @@ class Task:
 
 # Short corridors (1..8) teach the clue retrieval; every fifth length up to 148 spreads junctions over 3 segments.
 TMAZE_LENGTHS = [*range(1, 9), *range(13, 149, 5)]
-ONLINE = dict(n_envs=8, train_freq=2000, gradient_steps=20, ent_coef="auto", dropout=0.0)
+N_ENVS = 8
+ONLINE = dict(train_freq=2000, gradient_steps=20, ent_coef="auto", dropout=0.0)
 TASKS = {
     "tmaze": Task(
         "TMaze-v0",
@@ -109,13 +110,7 @@ TASKS = {
             ent_coef=0.0,
             learning_rate=1e-3,
             clip_range=0.2,
-            policy_kwargs=dict(
-                ortho_init=False,
-                activation_fn=th.nn.ReLU,
-                lstm_hidden_size=64,
-                enable_critic_lstm=True,
-                net_arch=dict(pi=[64], vf=[64]),
-            ),
+            policy_kwargs=ZOO_LSTM_POLICY_KWARGS,
         ),
     ),
 }
@@ -155,7 +150,7 @@ def score(model: BaseAlgorithm, task: Task, episodes: int, env_kwargs: dict | No
 
 def run_rate(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     env = make_vec_env(
-        lambda: PrevRewardWrapper(make_env(task.env_id, **task.env_kwargs)), n_envs=ONLINE["n_envs"], seed=args.seed
+        lambda: PrevRewardWrapper(make_env(task.env_id, **task.env_kwargs)), n_envs=N_ENVS, seed=args.seed
     )
     demos = None
     if task.demonstrations:
@@ -163,7 +158,6 @@ def run_rate(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         env_fn = lambda: make_env(task.env_id, **task.env_kwargs)  # noqa: E731
         demos = collect_episodes(expert, env_fn, args.demos or task.demonstrations, n_envs=4, seed=args.seed)
     kwargs = dict(ONLINE, **task.rate_kwargs)
-    kwargs.pop("n_envs")
     if args.quick:
         kwargs.update(n_pretrain_steps=min(kwargs.get("n_pretrain_steps", 0), 50), gradient_steps=5)
     model = RATE("RATEPolicy", env, demonstrations=demos, seed=args.seed, verbose=0, **kwargs)
@@ -176,21 +170,20 @@ def run_rate(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         print(f"RATE after pretraining: {result['pretrain_score']:.3f}", flush=True)
     curve = CurveCallback(task, args.eval_every, args.episodes)
     model.learn(args.env_steps, callback=curve)
-    result.update(curve=curve.curve, final_score=score(model, task, args.episodes), seconds=0.0)
+    result.update(curve=curve.curve, final_score=score(model, task, args.episodes))
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["extra"] = {str(kw): score(model, task, args.episodes, kw) for kw in task.extra_eval_kwargs}
     return result
 
 
 def run_recurrent_ppo(task: Task, args: argparse.Namespace) -> dict[str, Any]:
-    env = make_vec_env(lambda: make_env(task.env_id, **task.env_kwargs), n_envs=ONLINE["n_envs"], seed=args.seed)
+    env = make_vec_env(lambda: make_env(task.env_id, **task.env_kwargs), n_envs=N_ENVS, seed=args.seed)
     model = RecurrentPPO("MlpLstmPolicy", env, seed=args.seed, verbose=0, **task.ppo_kwargs)
     started = time.perf_counter()
     curve = CurveCallback(task, args.eval_every, args.episodes)
     model.learn(args.env_steps, callback=curve)
-    return {"curve": curve.curve, "final_score": score(model, task, args.episodes), "seconds": 0.0} | {
-        "seconds": round(time.perf_counter() - started, 1)
-    }
+    final_score = score(model, task, args.episodes)
+    return {"curve": curve.curve, "final_score": final_score, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def main() -> None:

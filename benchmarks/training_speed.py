@@ -26,7 +26,7 @@ import matplotlib
 import numpy as np
 import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1)
 import torch as th
-from common import RESULTS, machine_info, write_result
+from common import RESULTS, ZOO_LSTM_POLICY_KWARGS, machine_info, write_result
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
@@ -44,13 +44,6 @@ CONTEXT_LENGTHS = (10, 25, 50)
 ROLLOUT_ENV, ROLLOUT_ENVS = "CartPoleNoVel-v1", 8
 # hyperparams/rate.yml (CartPoleNoVel-v1) and hyperparams/ppo_lstm.yml (the RL Zoo's tuned entry)
 RATE_CARTPOLE = dict(context_len=20, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=4, dropout=0.1)
-LSTM_POLICY_KWARGS = dict(
-    ortho_init=False,
-    activation_fn=th.nn.ReLU,
-    lstm_hidden_size=64,
-    enable_critic_lstm=True,
-    net_arch=dict(pi=[64], vf=[64]),
-)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -125,7 +118,7 @@ def rollouts(seed: int) -> dict[str, Rollout]:
     rate_env = make_vec_env(ROLLOUT_ENV, n_envs=ROLLOUT_ENVS, seed=seed, wrapper_class=PrevRewardWrapper)
     rate = RATE("RATEPolicy", rate_env, target_return=500, seed=seed, **RATE_CARTPOLE)
     lstm_env = make_vec_env(ROLLOUT_ENV, n_envs=ROLLOUT_ENVS, seed=seed)
-    lstm = RecurrentPPO("MlpLstmPolicy", lstm_env, seed=seed, policy_kwargs=LSTM_POLICY_KWARGS)
+    lstm = RecurrentPPO("MlpLstmPolicy", lstm_env, seed=seed, policy_kwargs=ZOO_LSTM_POLICY_KWARGS)
     return {"rate": Rollout(rate, rate_env), "recurrent_ppo": Rollout(lstm, lstm_env)}
 
 

@@ -129,11 +129,9 @@ def resolve_env_wrappers(env_wrappers: EnvWrappers) -> list[tuple[str, Callable[
 
 
 def _import_wrapper(name: Any) -> Callable[[gym.Env], gym.Env]:
-    if not isinstance(name, str):
-        if callable(name):
-            return name
-        raise ValueError(f"env wrapper {name!r}: expected a dotted import path such as minigrid.wrappers.ImgObsWrapper")
-    module_name, _, attribute = name.rpartition(".")
+    if callable(name):
+        return name
+    module_name, _, attribute = name.rpartition(".") if isinstance(name, str) else ("", "", "")
     if not module_name:
         raise ValueError(f"env wrapper {name!r}: expected a dotted import path such as minigrid.wrappers.ImgObsWrapper")
     try:

@@ -1,6 +1,7 @@
 """RATE: pretraining learns, save/load round trips, logging, callbacks, and every bad-input path."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -349,3 +350,18 @@ def test_evaluate_cli_env_wrapper_flags_and_unknown_wrappers(minigrid_run, tmp_p
         assert exit_info.value.code == 2 and wrapper in capsys.readouterr().err
     model = RATE.load(model_path)
     assert evaluate(model, MINIGRID, n_episodes=1, env_wrappers=MINIGRID_WRAPPERS)["episodes"] == 1
+
+
+@pytest.mark.parametrize(
+    "env_wrappers, message",
+    [
+        ({"a.B": {}, "c.D": {}}, "expected one {path: kwargs} pair"),
+        (42, "expected a dotted import path"),
+        ("ImgObsWrapper", "expected a dotted import path"),
+    ],
+)
+def test_malformed_env_wrappers_are_named(env_wrappers, message):
+    from rate_sb3.evaluate import resolve_env_wrappers
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        resolve_env_wrappers([env_wrappers])
