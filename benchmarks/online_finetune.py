@@ -25,6 +25,8 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.utils import get_linear_fn
+from stable_baselines3.common.vec_env import VecNormalize
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.data import collect_episodes
@@ -44,6 +46,7 @@ class Task:
     extra_eval_kwargs: list[dict[str, Any]] = field(default_factory=list)
     rate_kwargs: dict[str, Any] = field(default_factory=dict)
     ppo_kwargs: dict[str, Any] = field(default_factory=dict)
+    ppo_normalize: bool = False  # VecNormalize around RecurrentPPO's env, as the RL Zoo's `normalize: true`
 
 
 # Short corridors (1..8) teach the clue retrieval; every fifth length up to 148 spreads junctions over 3 segments.
@@ -100,7 +103,7 @@ TASKS = {
             buffer_size=300,
             demo_fraction=0.25,
         ),
-        # RL Zoo's RecurrentPPO hyperparameters for CartPoleNoVel-v1
+        # RL Zoo's RecurrentPPO hyperparameters for CartPoleNoVel-v1 (hyperparams/ppo_lstm.yml; lin_X decays to 0)
         ppo_kwargs=dict(
             n_steps=32,
             batch_size=256,
@@ -108,10 +111,11 @@ TASKS = {
             gamma=0.98,
             n_epochs=20,
             ent_coef=0.0,
-            learning_rate=1e-3,
-            clip_range=0.2,
+            learning_rate=get_linear_fn(1e-3, 0.0, 1.0),
+            clip_range=get_linear_fn(0.2, 0.0, 1.0),
             policy_kwargs=ZOO_LSTM_POLICY_KWARGS,
         ),
+        ppo_normalize=True,
     ),
 }
 TASKS["cartpole-scratch"] = Task(
@@ -122,6 +126,7 @@ TASKS["cartpole-scratch"] = Task(
     300_000,
     rate_kwargs={k: v for k, v in TASKS["cartpole"].rate_kwargs.items() if k not in ("n_pretrain_steps",)},
     ppo_kwargs=TASKS["cartpole"].ppo_kwargs,
+    ppo_normalize=True,
 )
 
 
@@ -142,9 +147,21 @@ class CurveCallback(BaseCallback):
         return True
 
 
+class NormalizedObservations:
+    """A model trained in a VecNormalize, acting on raw observations with the current (frozen) statistics."""
+
+    def __init__(self, model: BaseAlgorithm, normalizer: VecNormalize) -> None:
+        self.model, self.normalizer, self.observation_space = model, normalizer, model.observation_space
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=False):
+        return self.model.predict(self.normalizer.normalize_obs(observation), state, episode_start, deterministic)
+
+
 def score(model: BaseAlgorithm, task: Task, episodes: int, env_kwargs: dict | None = None) -> float:
     kwargs = task.eval_kwargs if env_kwargs is None else env_kwargs
-    result = evaluate(model, task.env_id, kwargs, n_episodes=episodes, n_envs=min(episodes, 20), seed=10_000)
+    env = model.get_env()
+    agent = NormalizedObservations(model, env) if isinstance(env, VecNormalize) else model
+    result = evaluate(agent, task.env_id, kwargs, n_episodes=episodes, n_envs=min(episodes, 20), seed=10_000)
     return float(result[task.metric])
 
 
@@ -178,6 +195,8 @@ def run_rate(task: Task, args: argparse.Namespace) -> dict[str, Any]:
 
 def run_recurrent_ppo(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     env = make_vec_env(lambda: make_env(task.env_id, **task.env_kwargs), n_envs=N_ENVS, seed=args.seed)
+    if task.ppo_normalize:
+        env = VecNormalize(env, gamma=task.ppo_kwargs.get("gamma", 0.99))
     model = RecurrentPPO("MlpLstmPolicy", env, seed=args.seed, verbose=0, **task.ppo_kwargs)
     started = time.perf_counter()
     curve = CurveCallback(task, args.eval_every, args.episodes)
