@@ -21,8 +21,15 @@ class LossTerms:
     action_mse: float | None  # Box: squared error of the mode in [-1, 1] units
 
 
-def window_loss(policy: RATEPolicy, batch: WindowBatch, temperature: th.Tensor | float = 0.0) -> LossTerms:
-    """Masked negative log-likelihood of the batch's actions minus ``temperature`` times the entropy."""
+def window_loss(
+    policy: RATEPolicy, batch: WindowBatch, temperature: th.Tensor | float = 0.0, action_mse_coef: float = 0.0
+) -> LossTerms:
+    """Masked negative log-likelihood of the batch's actions minus ``temperature`` times the entropy.
+
+    Box actions add ``action_mse_coef`` times the squared error of the deterministic action (per step, summed
+    over action dimensions): the squashed Gaussian's likelihood of actions at the bounds of the box is fitted by
+    a wide Gaussian, which leaves its mean, and so the deterministic action, far from the targets.
+    """
     model_actions = policy.actions_to_model(batch.actions)
     hidden = policy.window_hidden(
         batch.observations, model_actions, batch.returns_to_go, batch.valid, batch.burn_in_segments
@@ -33,13 +40,15 @@ def window_loss(policy: RATEPolicy, batch: WindowBatch, temperature: th.Tensor |
     count = mask.sum().clamp(min=1.0)
     nll = -(policy.action_head.log_prob(hidden, targets) * mask).sum() / count
     entropy = (policy.action_head.entropy(hidden) * mask).sum() / count
-    with th.no_grad():
-        mode = policy.action_head.mode(hidden)
-        if policy.discrete_actions:
-            accuracy, mse = float(((mode == targets).float() * mask).sum() / count), None
-        else:
-            accuracy, mse = None, float((((mode - targets) ** 2).mean(-1) * mask).sum() / count)
-    return LossTerms(nll - temperature * entropy, nll, entropy, accuracy, mse)
+    loss = nll - temperature * entropy
+    mode = policy.action_head.mode(hidden)
+    if policy.discrete_actions:
+        accuracy, mse = float(((mode == targets).float() * mask).sum() / count), None
+    else:
+        squared_error = (((mode - targets) ** 2).sum(-1) * mask).sum() / count
+        loss = loss + action_mse_coef * squared_error
+        accuracy, mse = None, squared_error.item() / targets.shape[-1]
+    return LossTerms(loss, nll, entropy, accuracy, mse)
 
 
 def check_finite(terms: LossTerms, step: int, phase: str) -> None:

@@ -84,6 +84,8 @@ class RATE(BaseAlgorithm):
     :param ent_coef: entropy temperature: ``"auto"`` / ``"auto_0.05"`` (learned, with its initial value) or a float
     :param target_entropy: ``"auto"`` or a float (nats per step)
     :param temperature_lr: learning rate of the temperature's optimizer
+    :param action_mse_coef: Box actions: weight of the squared error of the deterministic action, added to the
+        likelihood (which alone fits actions at the bounds of the box by widening the Gaussian)
     :param policy_kwargs: extra arguments of the policy
     :param stats_window_size: episodes averaged in the ``rollout/`` logs
     :param tensorboard_log: tensorboard directory (pretraining and online curves go to one run)
@@ -137,6 +139,7 @@ class RATE(BaseAlgorithm):
         ent_coef: str | float = "auto",
         target_entropy: str | float = "auto",
         temperature_lr: float = 1e-3,
+        action_mse_coef: float = 10.0,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -185,6 +188,7 @@ class RATE(BaseAlgorithm):
         self.buffer_size, self.demo_fraction = buffer_size, demo_fraction
         self.train_freq, self.gradient_steps = train_freq, gradient_steps
         self.ent_coef, self.target_entropy, self.temperature_lr = ent_coef, target_entropy, temperature_lr
+        self.action_mse_coef = action_mse_coef
         self._pretrained = False
         self._pretrain_steps_done = 0
         self._n_updates = 0
@@ -204,6 +208,8 @@ class RATE(BaseAlgorithm):
                 raise ValueError(f"RATE: {name}={getattr(self, name)} must be >= 0")
         if self.return_scale is not None and self.return_scale <= 0:
             raise ValueError(f"RATE: return_scale={self.return_scale} must be > 0")
+        if not self.action_mse_coef >= 0:
+            raise ValueError(f"RATE: action_mse_coef={self.action_mse_coef} must be >= 0")
         self._initial_temperature()
 
     def _initial_temperature(self) -> float:
@@ -289,7 +295,7 @@ class RATE(BaseAlgorithm):
     def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
         batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device)
         self.policy.set_training_mode(True)
-        terms = window_loss(self.policy, batch, entropy_weight)
+        terms = window_loss(self.policy, batch, entropy_weight, self.action_mse_coef)
         check_finite(terms, step, phase)
         self.policy.optimizer.zero_grad()
         terms.loss.backward()
