@@ -63,6 +63,26 @@ class PrevRewardWrapper(gym.ObservationWrapper):
         return {OBSERVATION_KEY: observation, PREV_REWARD_KEY: np.array([self._prev_reward], dtype=np.float32)}
 
 
+class SuccessFromReward(gym.Wrapper):
+    """Sets ``info["is_success"]`` at the end of every episode to "some reward was positive", for envs that pay
+    only for success and do not report it (MiniGrid), so that evaluations report a success rate."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._succeeded = False
+
+    def reset(self, **kwargs):
+        self._succeeded = False
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._succeeded = self._succeeded or float(reward) > 0
+        if terminated or truncated:
+            info = {**info, "is_success": self._succeeded}
+        return obs, reward, terminated, truncated, info
+
+
 class VecObservationOnly(VecEnvWrapper):
     """Hides the previous reward again: a VecEnv of the original observations, used to record demonstrations
     on the training env itself (same wrappers and env kwargs)."""

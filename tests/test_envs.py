@@ -333,6 +333,22 @@ def test_minigrid_memory_oracle_recovers_from_random_actions() -> None:
     assert all(run_episode(env, oracle, seed)[0] > 0 for seed in range(3))
 
 
+def test_success_from_reward_reports_minigrid_successes_and_failures() -> None:
+    pytest.importorskip("minigrid")
+    from rate_sb3.wrappers import SuccessFromReward
+
+    env = SuccessFromReward(gym.make("MiniGrid-MemoryS7-v0"))
+    oracle = make_expert("MiniGrid-MemoryS7-v0")
+    for policy, expected in ((oracle.act, True), (lambda _env: 0, False)):  # the oracle; turning left forever
+        env.reset(seed=0)
+        done, info = False, {}
+        while not done:
+            assert "is_success" not in info
+            _, _, terminated, truncated, info = env.step(policy(env))
+            done = terminated or truncated
+        assert info["is_success"] is expected
+
+
 def test_minigrid_memory_oracle_errors() -> None:
     pytest.importorskip("minigrid")
     with pytest.raises(ValueError, match=r"error_rate must be a probability in \[0, 1\], got 2"):
