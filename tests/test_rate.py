@@ -374,6 +374,25 @@ def test_malformed_env_wrappers_are_named(env_wrappers, message):
         resolve_env_wrappers([env_wrappers])
 
 
+def test_a_broken_zoo_config_and_a_wrapper_that_fails_are_named(minigrid_run, tmp_path, capsys):
+    from rate_sb3.evaluate import main
+
+    run_dir = tmp_path / "run"
+    (run_dir / MINIGRID).mkdir(parents=True)
+    (run_dir / f"{MINIGRID}.zip").write_bytes((minigrid_run / f"{MINIGRID}.zip").read_bytes())
+    config = run_dir / MINIGRID / "config.yml"
+    config.write_text("env_wrapper: [unclosed\n")
+    base = ["--model", str(run_dir / f"{MINIGRID}.zip"), "--env", MINIGRID, "--episodes", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(base)
+    assert exit_info.value.code == 2 and f"cannot read the zoo config {config}" in capsys.readouterr().err
+    # a wrapper that raises while wrapping (FlattenObservation cannot flatten MiniGrid's Text mission)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--env-wrapper", "gymnasium.wrappers.FlattenObservation"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"gymnasium.wrappers.FlattenObservation: cannot wrap {MINIGRID}" in err
+
+
 class ClipEnv(gym.Env):
     """Observation x ~ U(-1, 1); the expert's action clip(2x, -1, 1) is at a bound of the box half of the time."""
 
