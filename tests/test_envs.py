@@ -326,6 +326,25 @@ def test_minigrid_memory_oracle_succeeds(env_id: str) -> None:
         assert actions <= {0, 1, 2}
 
 
+def test_minigrid_memory_oracle_brings_the_cue_into_view_before_the_goal() -> None:
+    """The agent starts facing away from the cue: imitating a shortcut could not learn which object to pick."""
+    pytest.importorskip("minigrid")
+    env = gym.make("MiniGrid-MemoryS13Random-v0")
+
+    def cue_seen(oracle: MiniGridMemoryOracle, seed: int) -> bool:
+        env.reset(seed=seed)
+        oracle.reset(env)
+        cue, seen, done = (1, env.unwrapped.height // 2 - 1), False, False
+        while not done:
+            seen = seen or env.unwrapped.agent_sees(*cue)
+            _, _, terminated, truncated, _ = env.step(oracle.act(env))
+            done = terminated or truncated
+        return seen
+
+    assert all(cue_seen(MiniGridMemoryOracle(), seed) for seed in range(20))
+    assert not all(cue_seen(MiniGridMemoryOracle(look_first=False), seed) for seed in range(20))
+
+
 def test_minigrid_memory_oracle_recovers_from_random_actions() -> None:
     pytest.importorskip("minigrid")
     env = gym.make("MiniGrid-MemoryS13Random-v0")
