@@ -9,6 +9,7 @@ speed does not depend on the weights).
 * (a) ``RATEPolicy.predict`` (keys and values cached inside a segment) against :class:`RecomputeWindow`,
   which rebuilds the segment's window at every step as the reference implementation does, for 1, 16 and
   100 envs;
+* (a') the transformer's incremental step alone (1 env), the floor of ``predict`` at 1 env;
 * (b) per-step time of ``predict`` in windows of 200 steps around episode steps 100, 1,000 and 9,000;
 * (c) wall time of ``evaluate`` on 100 T-Maze episodes with T = 9,600 (``--quick``: 10 episodes, extrapolated).
 
@@ -201,6 +202,23 @@ def summarize_methods(per_step: dict[str, np.ndarray], n_envs: int, policy: RATE
     return result
 
 
+def transformer_step_only(policy: RATEPolicy, repeats: int) -> dict:
+    """Per-step time of the transformer's incremental step alone, 1 env, over one segment: the floor of
+    ``predict`` (which adds the encoders, the action head, the state bookkeeping and the numpy conversion)."""
+    k, times = policy.config.segment_len, np.zeros((repeats + 1, policy.config.segment_len))
+    with th.inference_mode():
+        state = policy.initial_state(1)
+        store = policy.inference.store(state.key_values, state.layer_inputs, state.key_valid)
+        tokens = th.randn(1, 3, policy.config.d_model)
+        for r in range(repeats + 1):  # the first repeat warms up and is dropped
+            policy.inference.begin_segment(store, state.memory, state.cache)
+            for phase in range(k):
+                started = time.perf_counter()
+                policy.inference.step(store, tokens, phase)
+                times[r, phase] = time.perf_counter() - started
+    return {"ms_per_step": ms(np.median(times[1:], axis=0).mean())}
+
+
 # -------------------------------------------------------------------------------------------- (b) flatness
 def advance_to(policy: RATEPolicy, points: tuple[int, ...], seed: int) -> dict[int, RATEState]:
     """States of one real episode after ``p`` predict calls, for each p in ``points``."""
@@ -312,6 +330,12 @@ def run(args: argparse.Namespace) -> dict:
         part = incremental_vs_recompute(policy, n_envs, 3 * k, repeats[n_envs], args.seed)
         result["incremental_vs_recompute"][str(n_envs)] = part
         print(f"(a) {n_envs} env(s): {part['second_segment']}", flush=True)
+    if 1 in args.batches:
+        floor = transformer_step_only(policy, repeats[1])
+        recompute = result["incremental_vs_recompute"]["1"]["second_segment"]["recompute_ms_per_call"]
+        floor["recompute_over_step_only"] = round(recompute / floor["ms_per_step"], 2)
+        result["transformer_step_only"] = floor
+        print(f"(a) 1 env, transformer step alone: {floor}", flush=True)
     snapshots = advance_to(policy, FLATNESS_POINTS, args.seed)
     result["flatness"] = {}
     for n_envs in (1, 100):

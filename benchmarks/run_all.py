@@ -22,6 +22,7 @@ QUICK = [
     ["inference_speed.py", "--quick"],
     ["online_finetune.py", "--quick", "--task", "tmaze"],
     ["online_finetune.py", "--quick", "--task", "cartpole"],
+    ["minigrid_memory.py", "--quick"],
     ["plot_results.py", "--quick"],
 ]
 
@@ -42,6 +43,7 @@ FULL = [
     ["online_finetune.py", "--task", "tmaze"],
     ["online_finetune.py", "--task", "cartpole"],
     ["online_finetune.py", "--task", "cartpole-scratch"],
+    ["minigrid_memory.py"],
     ["plot_results.py"],
 ]
 
