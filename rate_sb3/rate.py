@@ -255,7 +255,7 @@ class RATE(BaseAlgorithm):
         return 1.0 / max(1.0, abs(float(self.target_return)))
 
     def _excluded_save_params(self) -> list[str]:
-        excluded = ["_demonstration_episodes", "replay_buffer"]
+        excluded = ["_demonstration_episodes", "replay_buffer", "_collector"]
         if not isinstance(self.demonstrations, (str, dict, type(None))):
             excluded.append("demonstrations")
         return super()._excluded_save_params() + excluded
@@ -425,7 +425,9 @@ class RATE(BaseAlgorithm):
             self._last_obs = self.env.reset()
             self._last_episode_starts = np.ones((self.env.num_envs,), dtype=bool)
         callback.on_training_start(locals(), globals())
-        collector = OnlineCollector(self)
+        collector = getattr(self, "_collector", None)
+        if collector is None or collector.observations is not self._last_obs:  # else continue its episodes
+            collector = self._collector = OnlineCollector(self)
         since_train = 0
         while self.num_timesteps < total_timesteps:
             if not collector.step(callback):

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 class OnlineCollector:
     """Steps ``model.env`` with the stochastic policy and stores each finished episode in the replay buffer.
 
+    The model keeps its collector, so that ``learn(reset_num_timesteps=False)`` continues the unfinished
+    episodes (their memory and their records) instead of starting them anew.
+
     Exploration asks for ``online_target_return``; the policy's own target return (used by evaluation
     callbacks in between) is restored after every step.
     """
@@ -45,9 +48,6 @@ class OnlineCollector:
             policy.target_return = eval_target
         new_obs, rewards, dones, infos = model.env.step(actions)
         model.num_timesteps += model.n_envs
-        callback.update_locals(locals())
-        if not callback.on_step():
-            return False
         model._update_info_buffer(infos, dones)
         for index, record in enumerate(self.episodes):
             record.add(actions[index], rewards[index])
@@ -60,7 +60,8 @@ class OnlineCollector:
                 record.observations.append(self._inner(new_obs, index))
         self.observations, self.episode_starts = new_obs, dones
         model._last_obs, model._last_episode_starts = new_obs, dones
-        return True
+        callback.update_locals(locals())
+        return callback.on_step()  # after the bookkeeping: a later learn() continues from this step
 
 
 class _EpisodeRecord:

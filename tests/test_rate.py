@@ -138,6 +138,18 @@ def test_online_learn_calls_callbacks_every_env_step_and_fills_the_buffer(tmaze_
     assert len(model.replay_buffer.online) == 24 // 5  # every episode has at most 5 steps (T = L + 2)
 
 
+def test_continued_learning_finishes_the_episodes_it_left_unfinished(tmaze_demos):
+    env = gym.make("TMaze-v0", corridor_length=[3, 6])
+    model = RATE("RATEPolicy", env, demonstrations=tmaze_demos[:20], n_pretrain_steps=2, gradient_steps=1, **TINY)
+    model.learn(11)  # stops mid-episode (episodes have 5 or 8 steps)
+    for _ in range(3):
+        model.learn(7, reset_num_timesteps=False)
+    assert model.num_timesteps == 32 and len(model.replay_buffer.online) >= 3
+    for episode in model.replay_buffer.online:  # each recorded from its first step: the clue, then none
+        clues = episode.observations[:, 1]
+        assert clues[0] != 0 and not clues[1:].any() and len(episode.actions) in (4, 5, 7, 8)
+
+
 def test_nan_loss_raises_value_error_with_the_step(tmaze_demos):
     bad = [Episode(ep.observations, ep.actions, ep.rewards.copy(), ep.terminated, ep.truncated) for ep in tmaze_demos]
     model = RATE("RATEPolicy", "TMaze-v0", demonstrations=bad, **TINY)
