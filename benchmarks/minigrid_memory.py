@@ -25,7 +25,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecTransposeImage
 
 from rate_sb3 import RATE, PrevRewardWrapper
-from rate_sb3.data import collect_episodes
+from rate_sb3.collect import collect_episodes
 from rate_sb3.envs import make_expert
 from rate_sb3.evaluate import evaluate, resolve_env_wrappers
 from rate_sb3.wrappers import VecObservationOnly

@@ -29,7 +29,7 @@ from stable_baselines3.common.utils import get_linear_fn
 from stable_baselines3.common.vec_env import VecNormalize
 
 from rate_sb3 import RATE, PrevRewardWrapper
-from rate_sb3.data import collect_episodes
+from rate_sb3.collect import collect_episodes
 from rate_sb3.envs import make_env, make_expert
 from rate_sb3.evaluate import evaluate
 

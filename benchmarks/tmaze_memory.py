@@ -21,7 +21,7 @@ import torch as th
 from common import RESULTS, write_result
 
 from rate_sb3 import RATE
-from rate_sb3.data import collect_episodes
+from rate_sb3.collect import collect_episodes
 from rate_sb3.envs import make_expert
 from rate_sb3.evaluate import evaluate
 

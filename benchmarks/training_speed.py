@@ -34,7 +34,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from tmaze_memory import ARCHITECTURE
 
 from rate_sb3 import RATE, PrevRewardWrapper
-from rate_sb3.data import collect_episodes
+from rate_sb3.collect import collect_episodes
 from rate_sb3.envs import make_expert
 
 matplotlib.use("Agg")

@@ -27,7 +27,7 @@ NPZ_KEYS = (
     "truncated",
     "format_version",
 )
-_RECOLLECT_HINT = "Re-collect the demonstrations with rate_sb3.data.collect_episodes and save_episodes."
+_RECOLLECT_HINT = "Re-collect the demonstrations with rate_sb3.collect_episodes and save_episodes."
 
 
 def _episode_class() -> type[Episode]:
@@ -298,7 +298,7 @@ def load_imitation(directory: str | os.PathLike) -> list[Episode]:
     if "rews" not in dataset.column_names:
         raise ValueError(
             f"{directory} holds trajectories without rewards (no 'rews' column). RATE needs rewards for "
-            "return-to-go: save TrajectoryWithRew objects, or re-collect with rate_sb3.data.collect_episodes."
+            "return-to-go: save TrajectoryWithRew objects, or re-collect with rate_sb3.collect_episodes."
         )
     source = f"imitation dataset {directory}"
     episodes = []

@@ -11,7 +11,8 @@ from typing import Any
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
-from rate_sb3.data import Episode, collect_episodes, load_demonstrations, save_episodes, validate_episodes
+from rate_sb3.collect import collect_episodes
+from rate_sb3.data import Episode, load_demonstrations, save_episodes, validate_episodes
 from rate_sb3.envs import make_env, make_expert
 from rate_sb3.wrappers import VecObservationOnly
 

@@ -16,9 +16,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from rate_sb3 import data
+from rate_sb3.collect import collect_episodes
 from rate_sb3.data import (
     Episode,
-    collect_episodes,
     load_demonstrations,
     load_episodes_npz,
     load_imitation,

@@ -9,7 +9,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
-from rate_sb3.data import collect_episodes
+from rate_sb3.collect import collect_episodes
 from rate_sb3.envs import make_expert
 from rate_sb3.policies import RATEPolicy
 from rate_sb3.wrappers import reward_observation_space

@@ -14,7 +14,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from rate_sb3 import RATE, PrevRewardWrapper
-from rate_sb3.data import Episode, collect_episodes, save_episodes
+from rate_sb3.collect import collect_episodes
+from rate_sb3.data import Episode, save_episodes
 from rate_sb3.envs import make_expert
 from rate_sb3.evaluate import evaluate
 from rate_sb3.objective import window_loss
