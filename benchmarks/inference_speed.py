@@ -31,8 +31,8 @@ import torch as th
 from common import RESULTS, machine_info, write_result
 
 from rate_sb3 import RATE, PrevRewardWrapper
+from rate_sb3.attention import KeyValueStore
 from rate_sb3.evaluate import evaluate
-from rate_sb3.model import KeyValueStore
 from rate_sb3.policies import RATEPolicy, RATEState
 
 # The paper's T-Maze segment length with a mid-size model (speed depends on the shapes, not on the weights).

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch as th
 
-from rate_sb3.model import AttentionPattern, KeyValueStore, RATETransformer, attention_allowed
+from rate_sb3.attention import AttentionPattern, KeyValueStore, attention_allowed
+from rate_sb3.model import RATETransformer
 
 
 @dataclass

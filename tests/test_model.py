@@ -3,8 +3,9 @@
 import pytest
 import torch as th
 
+from rate_sb3.attention import attention_allowed
 from rate_sb3.inference import IncrementalInference
-from rate_sb3.model import RATEConfig, RATETransformer, attention_allowed
+from rate_sb3.model import RATEConfig, RATETransformer
 
 
 def make_model(**overrides) -> RATETransformer:

@@ -1,0 +1,174 @@
+"""Relative-position attention over a key/value store, the building block of the RATE transformer.
+
+The attention rule depends on token indices in the segment sequence X alone (:func:`attention_allowed`), so the
+training forward, which runs a segment's tokens at once, and incremental inference, which runs a few tokens at a
+time against stored keys and values, compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch as th
+from torch import nn
+from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from rate_sb3.model import RATEConfig
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` that hands its input back untouched in eval mode (it runs several times per inference step)."""
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return super().forward(x) if self.training else x
+
+
+def dropout(p: float) -> nn.Module:
+    """Dropout, or nothing at all when ``p`` is 0 (saves a full pass over large attention tensors)."""
+    return Dropout(p) if p > 0 else nn.Identity()
+
+
+def sinusoid(positions: th.Tensor, dim: int) -> th.Tensor:
+    """Transformer-XL sinusoid ``[sin(p f), cos(p f)]`` of shape (len(positions), dim)."""
+    inv_freq = 1.0 / (10000 ** (th.arange(0, dim, 2, device=positions.device, dtype=positions.dtype) / dim))
+    angles = positions[:, None] * inv_freq[None, :]
+    return th.cat([angles.sin(), angles.cos()], dim=-1)[:, :dim]
+
+
+def attention_allowed(query_idx: th.Tensor, key_idx: th.Tensor, n_mem: int, n_segment_tokens: int) -> th.Tensor:
+    """Which keys each query may attend, from token indices in X alone (cache keys have negative indices).
+
+    Read tokens see read tokens; segment tokens see the cache and X up to themselves (so the read tokens
+    and earlier segment tokens); write tokens see all of X but not the cache.
+    """
+    q, k = query_idx[..., :, None], key_idx
+    write_start = n_mem + n_segment_tokens
+    in_x = (k >= 0) & (k < write_start + n_mem)
+    is_read_q, is_write_q = q < n_mem, q >= write_start
+    read_rule = is_read_q & (k >= 0) & (k < n_mem)
+    segment_rule = ~is_read_q & ~is_write_q & (k <= q)
+    write_rule = is_write_q & in_x
+    return read_rule | segment_rule | write_rule
+
+
+@dataclass
+class AttentionPattern:
+    """Which keys queries may not attend, and where each query-key distance sits in the relative-key table."""
+
+    blocked: th.Tensor  # (..., q, S) bool
+    distance_index: th.Tensor  # (..., q, S) row of the pair's distance in the relative keys
+
+    @classmethod
+    def of(cls, query_idx: th.Tensor, key_idx: th.Tensor, allowed: th.Tensor, lowest: int, highest: int):
+        """The pattern for a table of relative keys over distances [lowest, highest]."""
+        distance = query_idx[..., :, None] - key_idx
+        return cls(~allowed, (distance - lowest).clamp(0, highest - lowest))
+
+    def __getitem__(self, index) -> AttentionPattern:
+        return AttentionPattern(self.blocked[index], self.distance_index[index])
+
+
+class KeyValueStore:
+    """Per-layer keys and values (2, H, B, S, dh) that queries attend to, with each key's index in X and validity.
+
+    In training all tokens of a segment arrive at once and are appended; in inference the store is
+    preallocated and tokens are written in place (see :mod:`rate_sb3.inference` for its slot layout).
+    """
+
+    def __init__(
+        self,
+        key_values: list[th.Tensor],
+        key_idx: th.Tensor,
+        key_valid: th.Tensor,
+        layer_inputs: list[th.Tensor] | None = None,
+    ) -> None:
+        self.key_values, self.key_idx, self.key_valid = key_values, key_idx, key_valid
+        self.layer_inputs = layer_inputs  # kept for the hidden-state cache
+
+    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor, slots: int | th.Tensor | None) -> None:
+        """Add the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n new tokens.
+
+        ``slots``: None appends them; an int writes every row's tokens to the n slots from there on;
+        a (B, n) tensor gives each row's own slots.
+        """
+        if slots is None:
+            self.key_values[layer] = th.cat([self.key_values[layer], key_value], dim=3)
+            if self.layer_inputs is not None:
+                self.layer_inputs[layer] = th.cat([self.layer_inputs[layer], hidden], dim=1)
+        elif isinstance(slots, int):
+            n = hidden.shape[1]
+            self.key_values[layer][:, :, :, slots : slots + n] = key_value
+            if self.layer_inputs is not None:
+                self.layer_inputs[layer][:, slots : slots + n] = hidden
+        else:
+            self.key_values[layer].scatter_(3, slots[None, None, :, :, None].expand_as(key_value), key_value)
+            if self.layer_inputs is not None:
+                self.layer_inputs[layer].scatter_(1, slots[:, :, None].expand_as(hidden), hidden)
+
+
+class RelativeAttentionLayer(nn.Module):
+    """Post-LN decoder layer with Transformer-XL relative attention and an optional feed-forward block.
+
+    Attention tensors are head first, (H, B, ...), so that the relative-position scores of all rows and
+    tokens are one matmul per head.
+    """
+
+    def __init__(self, config: RATEConfig) -> None:
+        super().__init__()
+        d, h, dh = config.d_model, config.n_heads, config.d_head
+        self.n_heads, self.d_head = h, dh
+        self.qkv = nn.Linear(d, 3 * h * dh, bias=False)
+        self.pos_proj = nn.Linear(d, h * dh, bias=False)
+        self.out_proj = nn.Linear(h * dh, d, bias=False)
+        self.norm_attn = nn.LayerNorm(d)
+        self.resid_drop = dropout(config.dropout)
+        self.attn_drop = dropout(config.dropatt)
+        self.double_residual = config.double_residual
+        self.ffn = None
+        if config.d_inner > 0:
+            self.ffn = nn.Sequential(
+                nn.Linear(d, config.d_inner),
+                nn.ReLU(),
+                dropout(config.dropout),
+                nn.Linear(config.d_inner, d),
+                dropout(config.dropout),
+            )
+            self.norm_ffn = nn.LayerNorm(d)
+
+    def project(self, hidden: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Queries (H, B, n, dh) and keys and values (2, H, B, n, dh) of the tokens ``hidden`` (B, n, d)."""
+        qkv = self.qkv(hidden).unflatten(-1, (3, self.n_heads, self.d_head)).permute(2, 3, 0, 1, 4)
+        return qkv[0], qkv[1:]
+
+    def relative_keys(self, positions: th.Tensor) -> th.Tensor:
+        """Projected relative-position embeddings of P distances, transposed for the matmul: (H, dh, P)."""
+        return self.pos_proj(positions).unflatten(-1, (self.n_heads, self.d_head)).permute(1, 2, 0).contiguous()
+
+    def forward(
+        self,
+        hidden: th.Tensor,
+        query: th.Tensor,
+        key_values: th.Tensor,
+        blocked: th.Tensor,
+        distance_index: th.Tensor,
+        rel: th.Tensor,
+        biases: th.Tensor,
+    ) -> th.Tensor:
+        """``biases`` (2, H, 1, 1, dh): the content and position biases (Transformer-XL's u and v)."""
+        keys, values = key_values.unbind()
+        scale = 1.0 / math.sqrt(self.d_head)
+        content_query, position_query = ((query + biases) * scale).unbind()
+        content = content_query @ keys.transpose(-1, -2)  # (H, B, n, S)
+        position_all = position_query.flatten(1, 2) @ rel  # (H, B * n, P)
+        scores = content.add_(position_all.view(*content.shape[:-1], -1).gather(-1, distance_index))
+        scores.masked_fill_(blocked, float("-inf"))
+        weights = self.attn_drop(F.softmax(scores, dim=-1))
+        attended = (weights @ values).permute(1, 2, 0, 3).flatten(-2)
+        residual = hidden * 2 if self.double_residual else hidden
+        hidden = self.norm_attn(residual + self.resid_drop(self.out_proj(attended)))
+        if self.ffn is not None:
+            hidden = self.norm_ffn(hidden + self.ffn(hidden))
+        return hidden
