@@ -3,6 +3,7 @@
     python benchmarks/online_finetune.py --task tmaze              # ignore-clue demos, T = 150, 200k env steps
     python benchmarks/online_finetune.py --task cartpole           # mediocre demos (~150), 100k env steps
     python benchmarks/online_finetune.py --task cartpole-scratch   # no demonstrations, 300k env steps
+    python benchmarks/online_finetune.py --task tmaze-scratch      # no demonstrations, 200k env steps
     python benchmarks/online_finetune.py --task cartpole --quick   # a smoke run (about 1 min)
 
 Each run evaluates (deterministic, seeded episodes) after pretraining and every ``--eval-every`` env steps,
@@ -118,6 +119,16 @@ TASKS = {
         ppo_normalize=True,
     ),
 }
+TASKS["tmaze-scratch"] = Task(
+    "TMaze-v0",
+    TASKS["tmaze"].env_kwargs,
+    TASKS["tmaze"].eval_kwargs,
+    "success_rate",
+    200_000,
+    extra_eval_kwargs=TASKS["tmaze"].extra_eval_kwargs,
+    rate_kwargs={k: v for k, v in TASKS["tmaze"].rate_kwargs.items() if k not in ("n_pretrain_steps",)},
+    ppo_kwargs=TASKS["tmaze"].ppo_kwargs,
+)
 TASKS["cartpole-scratch"] = Task(
     "CartPoleNoVel-v1",
     {},

@@ -2,7 +2,8 @@
 
 Reads ``benchmarks/results/tmaze_*.json`` and ``online_*.json`` (the ``_quick`` files with ``--quick``) and writes
 ``tmaze_memory[_quick].png`` (success against episode length, mean +- sem over seeds, one line per variant) and
-``online_<task>[_quick].png`` (learning curves of RATE and RecurrentPPO).
+``online_<env>[_quick].png`` (learning curves of RATE pretrained then fine-tuned, RATE from scratch and
+RecurrentPPO from scratch).
 """
 
 from __future__ import annotations
@@ -69,24 +70,43 @@ def plot_tmaze(quick: bool) -> Path | None:
     return out
 
 
+def online_curves(task: str, seed: int, quick: bool) -> dict[str, list]:
+    """The learning curves of one env: RATE pretrained then fine-tuned (``<task>``), RATE from scratch
+    (``<task>-scratch``) and RecurrentPPO from scratch (from either run)."""
+    suffix = "_quick" if quick else ""
+    runs = {}
+    for name in (task, f"{task}-scratch"):
+        path = RESULTS / f"online_{name}_seed{seed}{suffix}.json"
+        if path.exists():
+            runs[name] = json.loads(path.read_text())
+    curves = {}
+    if task in runs:
+        rate = runs[task]["rate"]
+        curves["RATE, pretrained then fine-tuned"] = [(0, rate["pretrain_score"]), *rate["curve"]]
+    if f"{task}-scratch" in runs:
+        curves["RATE from scratch"] = runs[f"{task}-scratch"]["rate"]["curve"]
+    baselines = [run["recurrent_ppo"] for run in runs.values() if run["recurrent_ppo"]]
+    if baselines:
+        curves["RecurrentPPO from scratch"] = max(baselines, key=lambda run: run["curve"][-1][0])["curve"]
+    return curves
+
+
 def plot_online(quick: bool) -> list[Path]:
     outputs = []
-    for path in sorted(RESULTS.glob("online_*_seed*.json")):
-        if is_quick(path) != quick:
+    for task, env_id, metric in (
+        ("tmaze", "TMaze-v0, T = 150", "success rate"),
+        ("cartpole", "CartPoleNoVel-v1", "mean return"),
+    ):
+        curves = online_curves(task, 0, quick)
+        if not curves:
             continue
-        result = json.loads(path.read_text())
         fig, ax = plt.subplots(figsize=(6, 4))
-        for name, run in (("RATE", result["rate"]), ("RecurrentPPO", result["recurrent_ppo"])):
-            if run is None or not run["curve"]:
-                continue
-            steps, scores = zip(*run["curve"])
-            if name == "RATE" and run.get("pretrain_score") is not None:
-                steps, scores = (0, *steps), (run["pretrain_score"], *scores)
+        for name, curve in curves.items():
+            steps, scores = zip(*curve)
             ax.plot(steps, scores, marker=".", label=name)
-        metric = "success rate" if "finetune_success" in result else "mean return"
-        ax.set(xlabel="online env steps", ylabel=metric, title=f"{result['task']} (seed {result['seed']})")
-        ax.legend()
-        out = path.with_suffix(".png")
+        ax.set(xlabel="online env steps", ylabel=metric, title=f"{env_id} (seed 0)")
+        ax.legend(fontsize=8)
+        out = RESULTS / f"online_{task}{'_quick' if quick else ''}.png"
         fig.tight_layout()
         fig.savefig(out, dpi=120)
         plt.close(fig)

@@ -43,6 +43,7 @@ FULL = [
     ["online_finetune.py", "--task", "tmaze"],
     ["online_finetune.py", "--task", "cartpole"],
     ["online_finetune.py", "--task", "cartpole-scratch"],
+    ["online_finetune.py", "--task", "tmaze-scratch"],
     ["minigrid_memory.py"],
     ["plot_results.py"],
 ]
