@@ -1,6 +1,6 @@
 """MiniGrid-Memory: success rate against grid size, pretrained on the oracle's demonstrations of one size.
 
-    python benchmarks/minigrid_memory.py                 # train on MemoryS7, evaluate up to S17Random (~10 min)
+    python benchmarks/minigrid_memory.py                 # train on MemoryS7, evaluate up to S17Random (~15 min)
     python benchmarks/minigrid_memory.py --quick         # a smoke run (about 1 min)
 
 The oracle looks at the cue in the start room before it heads for the end of the hallway (it starts facing away
@@ -22,7 +22,6 @@ import numpy as np
 import torch as th
 from common import RESULTS, machine_info, write_result
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecTransposeImage
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.collect import collect_episodes
@@ -34,7 +33,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 GRIDS = ["S7", "S9", "S11", "S13", "S13Random", "S17Random"]  # Random: the hallway length varies
-WRAPPERS = ["minigrid.wrappers.ImgObsWrapper", "rate_sb3.wrappers.SuccessFromReward"]
+# The symbolic 7x7 view, one-hot and flattened, as in hyperparams/rate.yml (raw indices through a CNN stay at chance)
+WRAPPERS = [
+    "minigrid.wrappers.OneHotPartialObsWrapper",
+    "minigrid.wrappers.ImgObsWrapper",
+    "gymnasium.wrappers.FlattenObservation",
+    "rate_sb3.wrappers.SuccessFromReward",
+]
 ARCHITECTURE = dict(context_len=16, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=4, dropout=0.1)
 
 
@@ -52,8 +57,7 @@ def run(args: argparse.Namespace) -> dict:
     th.manual_seed(args.seed)
     started = time.perf_counter()
     train_id = env_id(args.train_grid)
-    # the symbolic view is channel-first in RATE, as the zoo's VecTransposeImage makes it
-    env = VecTransposeImage(make_vec_env(train_id, n_envs=4, wrapper_class=wrap, seed=args.seed))
+    env = make_vec_env(train_id, n_envs=4, wrapper_class=wrap, seed=args.seed)
     expert = make_expert(train_id, error_rate=args.error_rate, seed=args.seed)
     demos = collect_episodes(expert, VecObservationOnly(env), args.demos, seed=args.seed)
     model = RATE(
@@ -65,7 +69,6 @@ def run(args: argparse.Namespace) -> dict:
         warmup_steps=100,
         lr_end_factor=1.0,
         target_return=1.0,
-        policy_kwargs=dict(normalize_images=False),  # object, colour and state indices, not pixels
         seed=args.seed,
         **ARCHITECTURE,
     )
@@ -115,7 +118,7 @@ def main() -> None:
     parser.add_argument("--train-grid", default="S7", choices=GRIDS)
     parser.add_argument("--grids", nargs="+", default=GRIDS, choices=GRIDS, help="evaluation grids")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=1500, help="pretraining gradient steps")
+    parser.add_argument("--steps", type=int, default=2500, help="pretraining gradient steps")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--demos", type=int, default=500)
     parser.add_argument("--error-rate", type=float, default=0.1, help="the oracle's share of random actions")
