@@ -22,6 +22,7 @@ import numpy as np
 import torch as th
 from common import RESULTS, machine_info, write_result
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv, VecTransposeImage
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.collect import collect_episodes
@@ -33,13 +34,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 GRIDS = ["S7", "S9", "S11", "S13", "S13Random", "S17Random"]  # Random: the hallway length varies
-# The symbolic 7x7 view, one-hot and flattened, as in hyperparams/rate.yml (raw indices through a CNN stay at chance)
-WRAPPERS = [
-    "minigrid.wrappers.OneHotPartialObsWrapper",
-    "minigrid.wrappers.ImgObsWrapper",
-    "gymnasium.wrappers.FlattenObservation",
-    "rate_sb3.wrappers.SuccessFromReward",
-]
+# The symbolic 7x7 view, one-hot and flattened, as in hyperparams/rate.yml; --raw-indices: the (object, colour,
+# state) indices as a 3-channel image through RATE's CNN
+WRAPPERS = {
+    "one_hot": [
+        "minigrid.wrappers.OneHotPartialObsWrapper",
+        "minigrid.wrappers.ImgObsWrapper",
+        "gymnasium.wrappers.FlattenObservation",
+        "rate_sb3.wrappers.SuccessFromReward",
+    ],
+    "raw_indices": ["minigrid.wrappers.ImgObsWrapper", "rate_sb3.wrappers.SuccessFromReward"],
+}
 ARCHITECTURE = dict(context_len=16, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=4, dropout=0.1)
 
 
@@ -47,17 +52,21 @@ def env_id(grid: str) -> str:
     return f"MiniGrid-Memory{grid}-v0"
 
 
-def wrap(env):
-    for _, wrapper in resolve_env_wrappers(WRAPPERS):
-        env = wrapper(env)
-    return PrevRewardWrapper(env)
+def training_env(args: argparse.Namespace) -> VecEnv:
+    def wrap(env):
+        for _, wrapper in resolve_env_wrappers(WRAPPERS[args.view]):
+            env = wrapper(env)
+        return PrevRewardWrapper(env)
+
+    env = make_vec_env(env_id(args.train_grid), n_envs=4, wrapper_class=wrap, seed=args.seed)
+    return VecTransposeImage(env) if args.view == "raw_indices" else env  # RATE's CNN takes channel-first images
 
 
 def run(args: argparse.Namespace) -> dict:
     th.manual_seed(args.seed)
     started = time.perf_counter()
     train_id = env_id(args.train_grid)
-    env = make_vec_env(train_id, n_envs=4, wrapper_class=wrap, seed=args.seed)
+    env = training_env(args)
     expert = make_expert(train_id, error_rate=args.error_rate, seed=args.seed)
     demos = collect_episodes(expert, VecObservationOnly(env), args.demos, seed=args.seed)
     model = RATE(
@@ -69,20 +78,22 @@ def run(args: argparse.Namespace) -> dict:
         warmup_steps=100,
         lr_end_factor=1.0,
         target_return=1.0,
+        policy_kwargs=dict(normalize_images=False) if args.view == "raw_indices" else None,  # indices, not pixels
         seed=args.seed,
         **ARCHITECTURE,
     )
     pretrain_started = time.perf_counter()
     model.pretrain(args.steps, log_interval=args.steps // 5 or 1)
     pretrain_seconds = time.perf_counter() - pretrain_started
-    success, lengths = {}, {}
+    success, lengths, wrappers = {}, {}, WRAPPERS[args.view]
     for grid in args.grids:
-        result = evaluate(model, env_id(grid), n_episodes=args.episodes, n_envs=25, seed=10_000, env_wrappers=WRAPPERS)
+        result = evaluate(model, env_id(grid), n_episodes=args.episodes, n_envs=25, seed=10_000, env_wrappers=wrappers)
         success[grid], lengths[grid] = result["success_rate"], result["mean_length"]
         print(f"{grid}: success {result['success_rate']:.2f}, {result['mean_length']:.1f} steps", flush=True)
     return {
         "benchmark": "minigrid_memory",
         "train_env": train_id,
+        "view": args.view,
         "seed": args.seed,
         "demonstrations": args.demos,
         "expert_error_rate": args.error_rate,
@@ -123,13 +134,15 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=500)
     parser.add_argument("--error-rate", type=float, default=0.1, help="the oracle's share of random actions")
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per size")
+    parser.add_argument("--raw-indices", dest="view", action="store_const", const="raw_indices", default="one_hot")
     parser.add_argument("--quick", action="store_true", help="smoke run: 50 steps, 20 episodes, S7 and S9")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
         args.steps, args.episodes, args.demos, args.grids = 50, 20, 100, ["S7", "S9"]
     result = run(args)
-    out = args.out or RESULTS / f"minigrid_memory_seed{args.seed}{'_quick' if args.quick else ''}.json"
+    name = "minigrid_memory" + ("_raw_indices" if args.view == "raw_indices" else "")
+    out = args.out or RESULTS / f"{name}_seed{args.seed}{'_quick' if args.quick else ''}.json"
     plot(result, out.with_suffix(".png"))
     write_result(result, out)
 

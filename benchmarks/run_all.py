@@ -45,6 +45,7 @@ FULL = [
     ["online_finetune.py", "--task", "cartpole-scratch"],
     ["online_finetune.py", "--task", "tmaze-scratch"],
     ["minigrid_memory.py"],
+    ["minigrid_memory.py", "--raw-indices", "--steps", "1500"],
     ["plot_results.py"],
 ]
 
