@@ -101,9 +101,9 @@ def plot_online(quick: bool) -> list[Path]:
         if not curves:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        for name, curve in curves.items():
+        for (name, curve), style in zip(curves.items(), ("o-", "s--", "^:")):
             steps, scores = zip(*curve)
-            ax.plot(steps, scores, marker=".", label=name)
+            ax.plot(steps, scores, style, ms=4, label=name)
         ax.set(xlabel="online env steps", ylabel=metric, title=f"{env_id} (seed 0)")
         ax.legend(fontsize=8)
         out = RESULTS / f"online_{task}{'_quick' if quick else ''}.png"
