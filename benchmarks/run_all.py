@@ -1,8 +1,9 @@
 """Run every benchmark, then the plots: ``python benchmarks/run_all.py [--quick]``.
 
-``--quick`` (about 4.5 minutes on 2 CPU cores, measured) writes the ``*_quick.json`` / ``*_quick.png`` smoke results.
-The full mode reproduces the numbers of ``RESULTS.md``: about 3.5 hours on 2 CPU cores, most of it T-Maze
-pretraining (11 runs of 10 to 16 minutes) and the online fine-tuning runs (about 1 hour).
+``--quick`` (about QUICK_MIN minutes on 2 CPU cores, measured) writes the ``*_quick.json`` / ``*_quick.png`` smoke
+results. The full mode reproduces the benchmark numbers of ``RESULTS.md`` (the zoo runs of its section 5 are
+``zoo/train.py`` commands): about 5 hours on 2 CPU cores, most of it T-Maze pretraining (17 runs of 9 to 17
+minutes), the online runs (about 1 hour) and MiniGrid (about 20 minutes).
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ FULL = [
     *(["tmaze_memory.py", "--mode", "dt", "--steps", "1500", "--seed", str(seed)] for seed in (0, 1, 2)),
     ["tmaze_memory.py", "--mode", "rate", "--no-curriculum", "--seed", "0"],
     ["tmaze_memory.py", "--mode", "rate", "--no-curriculum", "--seed", "1"],
-    ["tmaze_memory.py", "--mode", "rmt", "--seed", "0"],
-    ["tmaze_memory.py", "--mode", "trxl", "--seed", "0"],
+    *(["tmaze_memory.py", "--mode", mode, "--seed", str(seed)] for mode in ("rmt", "trxl") for seed in (0, 1, 2)),
     ["training_speed.py"],
     ["inference_speed.py"],
     ["online_finetune.py", "--task", "tmaze"],
