@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> dict:
 def plot(result: dict, path: Path) -> None:
     grids = list(result["success"])
     fig, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(grids, list(result["success"].values()), "o-", label=f"RATE, trained on {result['train_env']}")
+    label = f"RATE ({result['view'].replace('_', ' ')} view), trained on {result['train_env']}"
+    axis.plot(grids, list(result["success"].values()), "o-", label=label)
     axis.axhline(0.5, color="grey", ls="--", lw=0.8, label="chance")
     axis.set(xlabel="grid", ylabel="success rate", ylim=(0, 1.05))
     axis.set_title("MiniGrid-Memory: success against grid size")
