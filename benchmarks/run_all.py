@@ -1,6 +1,6 @@
 """Run every benchmark, then the plots: ``python benchmarks/run_all.py [--quick]``.
 
-``--quick`` (about QUICK_MIN minutes on 2 CPU cores, measured) writes the ``*_quick.json`` / ``*_quick.png`` smoke
+``--quick`` (about 5 minutes on 2 CPU cores, measured) writes the ``*_quick.json`` / ``*_quick.png`` smoke
 results. The full mode reproduces the benchmark numbers of ``RESULTS.md`` (the zoo runs of its section 5 are
 ``zoo/train.py`` commands): about 5 hours on 2 CPU cores, most of it T-Maze pretraining (17 runs of 9 to 17
 minutes), the online runs (about 1 hour) and MiniGrid (about 20 minutes).
