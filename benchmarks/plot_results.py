@@ -15,11 +15,11 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from common import RESULTS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_RANGES = ["1..8", "1..48", "1..148"]
 
 

@@ -193,6 +193,7 @@ class RATE(BaseAlgorithm):
         self._pretrain_steps_done = 0
         self._n_updates = 0
         self.replay_buffer: TrajectoryBuffer | None = None
+        self._collector: OnlineCollector | None = None  # kept so that learn(reset_num_timesteps=False) continues
         self._validate_arguments()
         if _init_setup_model:
             self._setup_model()
@@ -425,8 +426,8 @@ class RATE(BaseAlgorithm):
             self._last_obs = self.env.reset()
             self._last_episode_starts = np.ones((self.env.num_envs,), dtype=bool)
         callback.on_training_start(locals(), globals())
-        collector = getattr(self, "_collector", None)
-        if collector is None or collector.observations is not self._last_obs:  # else continue its episodes
+        collector = self._collector
+        if collector is None or collector.observations is not self._last_obs:  # the envs were reset since
             collector = self._collector = OnlineCollector(self)
         since_train = 0
         while self.num_timesteps < total_timesteps:

@@ -46,15 +46,13 @@ class MiniGridMemoryOracle(PrivilegedExpert):
         self.error_rate = check_probability("error_rate", error_rate)
         self.rng = np.random.default_rng(seed)
         self.look_first = bool(look_first)
-        self.cue_seen = False
-
-    def reset(self, env: gym.Env) -> None:
-        self.cue_seen = False
+        self.cue_seen = False  # in the current episode: it is over when the env's step count is back to 0
 
     def act(self, env: gym.Env) -> int:
         memory_env = _memory_env(env)
         cue, target, avoid = find_cells(memory_env)
-        self.cue_seen = (self.cue_seen and memory_env.step_count > 0) or bool(memory_env.agent_sees(*cue))
+        if self.look_first:
+            self.cue_seen = (self.cue_seen and memory_env.step_count > 0) or bool(memory_env.agent_sees(*cue))
         if self.error_rate > 0 and self.rng.random() < self.error_rate:
             return int(self.rng.integers(3))
         pose = (*(int(v) for v in memory_env.agent_pos), int(memory_env.agent_dir))
