@@ -374,6 +374,17 @@ def test_minigrid_memory_oracle_errors() -> None:
         MiniGridMemoryOracle(error_rate=2)
     with pytest.raises(TypeError, match="MiniGridMemoryOracle needs a MiniGrid MemoryEnv, got CartPoleEnv"):
         MiniGridMemoryOracle().act(gym.make("CartPole-v1"))
+    from minigrid.core.world_object import Wall
+
+    env = gym.make("MiniGrid-MemoryS7-v0")
+    env.reset(seed=0)
+    x, y = (int(v) for v in env.unwrapped.agent_pos)
+    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):  # walled in: neither the cue nor the goal can be reached
+        env.unwrapped.grid.set(x + dx, y + dy, Wall())
+    with pytest.raises(
+        RuntimeError, match=rf"MiniGridMemoryOracle found no path from \({x}, {y}\) \(cue seen: False\)"
+    ):
+        MiniGridMemoryOracle(look_first=False).act(env)
 
 
 # --- Registry ---------------------------------------------------------------------------------------------
