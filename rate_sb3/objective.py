@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch as th
-from gymnasium import spaces
 
 from rate_sb3.buffers import WindowBatch
 from rate_sb3.policies import RATEPolicy
@@ -58,13 +56,6 @@ def check_finite(terms: LossTerms, step: int, phase: str) -> None:
             f"{phase} loss is not finite at step {step}: loss={terms.loss.item()}, nll={terms.nll.item()}, "
             f"entropy={terms.entropy.item()}; lower the learning rate or check the demonstrations for NaN"
         )
-
-
-def default_target_entropy(action_space: spaces.Space) -> float:
-    """Discrete: a tenth of the uniform entropy (imitating near-deterministic experts); Box: -dim(A) (SAC)."""
-    if isinstance(action_space, spaces.Discrete):
-        return 0.1 * math.log(action_space.n)
-    return -float(action_space.shape[0])
 
 
 def warmup_then_linear_decay(step: int, warmup_steps: int, total_steps: int, end_factor: float) -> float:

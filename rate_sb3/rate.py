@@ -21,9 +21,10 @@ from stable_baselines3.common.vec_env import VecEnv
 from rate_sb3.buffers import TrajectoryBuffer
 from rate_sb3.data import Episode
 from rate_sb3.demonstrations import DemonstrationSource, resolve_demonstrations
-from rate_sb3.objective import check_finite, default_target_entropy, warmup_then_linear_decay, window_loss
+from rate_sb3.objective import check_finite, warmup_then_linear_decay, window_loss
 from rate_sb3.policies import RATEPolicy
 from rate_sb3.rollout import OnlineCollector
+from rate_sb3.temperature import EntropyTemperature, parse_ent_coef, parse_target_entropy
 from rate_sb3.wrappers import OBSERVATION_KEY, WRAP_HINT, PrevRewardWrapper, has_reward_feedback
 
 SelfRATE = TypeVar("SelfRATE", bound="RATE")
@@ -211,21 +212,8 @@ class RATE(BaseAlgorithm):
             raise ValueError(f"RATE: return_scale={self.return_scale} must be > 0")
         if not self.action_mse_coef >= 0:
             raise ValueError(f"RATE: action_mse_coef={self.action_mse_coef} must be >= 0")
-        self._initial_temperature()
-
-    def _initial_temperature(self) -> float:
-        if isinstance(self.ent_coef, str):
-            if self.ent_coef == "auto":
-                return 0.01
-            if self.ent_coef.startswith("auto_"):
-                try:
-                    return float(self.ent_coef[5:])
-                except ValueError:
-                    pass
-            raise ValueError(f"RATE: ent_coef={self.ent_coef!r}: use 'auto', 'auto_<initial value>' or a float")
-        if float(self.ent_coef) < 0:
-            raise ValueError(f"RATE: ent_coef={self.ent_coef} must be >= 0")
-        return float(self.ent_coef)
+        parse_ent_coef(self.ent_coef)
+        parse_target_entropy(self.target_entropy, action_space=None)  # validates only
 
     @property
     def segment_len(self) -> int:
@@ -247,8 +235,9 @@ class RATE(BaseAlgorithm):
             kwargs.update(target_return=self.target_return, return_scale=self._return_scale())
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **kwargs)
         self.policy = self.policy.to(self.device)
-        self.log_temperature = th.nn.Parameter(th.tensor(np.log(self._initial_temperature()), device=self.device))
-        self.temperature_optimizer = th.optim.Adam([self.log_temperature], lr=self.temperature_lr)
+        self.entropy_temperature = EntropyTemperature(
+            self.ent_coef, self.target_entropy, self.action_space, self.temperature_lr
+        ).to(self.device)
 
     def _return_scale(self) -> float:
         if self.return_scale is not None:
@@ -262,7 +251,7 @@ class RATE(BaseAlgorithm):
         return super()._excluded_save_params() + excluded
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.optimizer", "temperature_optimizer"], ["log_temperature"]
+        return ["policy", "policy.optimizer", "entropy_temperature", "entropy_temperature.optimizer"], []
 
     # ---------------------------------------------------------- demonstrations
     def demonstration_episodes(self) -> list[Episode]:
@@ -289,10 +278,6 @@ class RATE(BaseAlgorithm):
         return self.replay_buffer
 
     # -------------------------------------------------------------- training
-    @property
-    def temperature(self) -> th.Tensor:
-        return self.log_temperature.exp().detach()
-
     def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
         batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device)
         self.policy.set_training_mode(True)
@@ -372,24 +357,17 @@ class RATE(BaseAlgorithm):
     def train(self, gradient_steps: int) -> None:
         """Online gradient steps: NLL minus the learned temperature times the entropy, then dual ascent."""
         self._update_learning_rate(self.policy.optimizer)
-        target = default_target_entropy(self.action_space) if self.target_entropy == "auto" else self.target_entropy
         stats = []
         n_segments = 1 if self.mode == "dt" else self.n_segments
         for _ in range(gradient_steps):
-            step_stats = self._gradient_step(n_segments, self.temperature, self._n_updates, "train")
-            if isinstance(self.ent_coef, str):
-                temperature_loss = self.log_temperature.exp() * (step_stats["entropy"] - float(target))
-                self.temperature_optimizer.zero_grad()
-                temperature_loss.backward()
-                self.temperature_optimizer.step()
-                with th.no_grad():
-                    self.log_temperature.clamp_(np.log(1e-4), np.log(1.0))
+            step_stats = self._gradient_step(n_segments, self.entropy_temperature.value, self._n_updates, "train")
+            self.entropy_temperature.update(step_stats["entropy"])
             self._n_updates += 1
             stats.append(step_stats)
         for key in stats[0]:
             self.logger.record(f"train/{key}", float(np.mean([s[key] for s in stats])))
-        self.logger.record("train/temperature", self.temperature.item())
-        self.logger.record("train/target_entropy", float(target))
+        self.logger.record("train/temperature", self.entropy_temperature.value.item())
+        self.logger.record("train/target_entropy", self.entropy_temperature.target)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     def learn(

@@ -68,7 +68,7 @@ def test_save_load_gives_identical_actions_without_demonstrations(trained, tmp_p
     loaded = RATE.load(path)
     assert loaded.demonstrations is None or not isinstance(loaded.demonstrations, list)
     assert loaded.target_return == trained.target_return and loaded.return_scale == trained.return_scale
-    assert th.equal(loaded.log_temperature, trained.log_temperature)
+    assert th.equal(loaded.entropy_temperature.log_value, trained.entropy_temperature.log_value)
     env = PrevRewardWrapper(gym.make("TMaze-v0", corridor_length=9))
     for seed in range(4):
         obs, _ = env.reset(seed=seed)
