@@ -18,7 +18,6 @@ import argparse
 import ast
 import copy
 import functools
-import importlib
 import json
 import sys
 import time
@@ -35,6 +34,7 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 from stable_baselines3.common.vec_env import VecTransposeImage
 
 from rate_sb3.envs import make_env
+from rate_sb3.importing import import_callable
 from rate_sb3.wrappers import PrevRewardWrapper, has_reward_feedback
 
 EnvWrappers = str | dict[str, dict[str, Any]] | Sequence[str | dict[str, dict[str, Any]]] | None
@@ -124,24 +124,9 @@ def resolve_env_wrappers(env_wrappers: EnvWrappers) -> list[tuple[str, Callable[
                 raise ValueError(f"env wrapper {item!r}: expected one {{path: kwargs}} pair")
             ((item, kwargs),) = item.items()
             kwargs = dict(kwargs or {})
-        wrappers.append((str(item), functools.partial(_import_wrapper(item), **kwargs)))
+        wrapper = import_callable(item, "env wrapper", "minigrid.wrappers.ImgObsWrapper")
+        wrappers.append((str(item), functools.partial(wrapper, **kwargs)))
     return wrappers
-
-
-def _import_wrapper(name: Any) -> Callable[[gym.Env], gym.Env]:
-    if callable(name):
-        return name
-    module_name, _, attribute = name.rpartition(".") if isinstance(name, str) else ("", "", "")
-    if not module_name:
-        raise ValueError(f"env wrapper {name!r}: expected a dotted import path such as minigrid.wrappers.ImgObsWrapper")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"env wrapper {name}: cannot import {module_name} ({error})") from error
-    wrapper = getattr(module, attribute, None)
-    if not callable(wrapper):
-        raise ValueError(f"env wrapper {name}: {module_name} has no wrapper named {attribute!r}")
-    return wrapper
 
 
 def _keys_to_transpose(model_space: spaces.Space, env_space: spaces.Space) -> list[str | None]:

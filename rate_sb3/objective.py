@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch as th
@@ -9,20 +10,30 @@ import torch as th
 from rate_sb3.buffers import WindowBatch
 from rate_sb3.policies import RATEPolicy
 
+EntropyMask = Callable[[th.Tensor], th.Tensor]
+
 
 @dataclass
 class LossTerms:
     loss: th.Tensor
     nll: th.Tensor
-    entropy: th.Tensor
+    entropy: th.Tensor  # mean over the steps the entropy mask selects (0 when it selects none)
+    entropy_steps: int  # how many steps that is
     action_accuracy: float | None  # Discrete: share of argmax actions equal to the targets
     action_mse: float | None  # Box: squared error of the mode in [-1, 1] units
 
 
 def window_loss(
-    policy: RATEPolicy, batch: WindowBatch, temperature: th.Tensor | float = 0.0, action_mse_coef: float = 0.0
+    policy: RATEPolicy,
+    batch: WindowBatch,
+    temperature: th.Tensor | float = 0.0,
+    action_mse_coef: float = 0.0,
+    entropy_mask: EntropyMask | None = None,
 ) -> LossTerms:
     """Masked negative log-likelihood of the batch's actions minus ``temperature`` times the entropy.
+
+    The entropy is averaged over the valid steps that ``entropy_mask`` (observations -> bool, (B, W)) selects,
+    all valid steps by default.
 
     Box actions add ``action_mse_coef`` times the squared error of the deterministic action (per step, summed
     over action dimensions): the squashed Gaussian's likelihood of actions at the bounds of the box is fitted by
@@ -37,7 +48,9 @@ def window_loss(
     targets = model_actions[:, skip:]
     count = mask.sum().clamp(min=1.0)
     nll = -(policy.action_head.log_prob(hidden, targets) * mask).sum() / count
-    entropy = (policy.action_head.entropy(hidden) * mask).sum() / count
+    entropy_weights = mask if entropy_mask is None else mask * selected_steps(entropy_mask, batch)[:, skip:]
+    entropy_steps = int(entropy_weights.sum().item())
+    entropy = (policy.action_head.entropy(hidden) * entropy_weights).sum() / max(entropy_steps, 1)
     loss = nll - temperature * entropy
     mode = policy.action_head.mode(hidden)
     if policy.discrete_actions:
@@ -46,7 +59,19 @@ def window_loss(
         squared_error = (((mode - targets) ** 2).sum(-1) * mask).sum() / count
         loss = loss + action_mse_coef * squared_error
         accuracy, mse = None, squared_error.item() / targets.shape[-1]
-    return LossTerms(loss, nll, entropy, accuracy, mse)
+    return LossTerms(loss, nll, entropy, entropy_steps, accuracy, mse)
+
+
+def selected_steps(entropy_mask: EntropyMask, batch: WindowBatch) -> th.Tensor:
+    """The entropy mask on the batch's observations, as float weights (B, W)."""
+    selected = entropy_mask(batch.observations)
+    if not isinstance(selected, th.Tensor) or selected.shape != batch.valid.shape:
+        got = tuple(selected.shape) if isinstance(selected, th.Tensor) else type(selected).__name__
+        raise ValueError(
+            f"entropy_mask {getattr(entropy_mask, '__name__', entropy_mask)} returned {got}: it must map "
+            f"observations {tuple(batch.observations.shape)} to a bool tensor {tuple(batch.valid.shape)} (batch, step)"
+        )
+    return selected.float()
 
 
 def check_finite(terms: LossTerms, step: int, phase: str) -> None:

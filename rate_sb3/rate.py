@@ -21,7 +21,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from rate_sb3.buffers import TrajectoryBuffer
 from rate_sb3.data import Episode
 from rate_sb3.demonstrations import DemonstrationSource, resolve_demonstrations
-from rate_sb3.objective import check_finite, warmup_then_linear_decay, window_loss
+from rate_sb3.importing import import_callable
+from rate_sb3.objective import EntropyMask, check_finite, warmup_then_linear_decay, window_loss
 from rate_sb3.policies import RATEPolicy
 from rate_sb3.rollout import OnlineCollector
 from rate_sb3.temperature import EntropyTemperature, parse_ent_coef, parse_target_entropy
@@ -85,6 +86,10 @@ class RATE(BaseAlgorithm):
     :param ent_coef: entropy temperature: ``"auto"`` / ``"auto_0.05"`` (learned, with its initial value) or a float
     :param target_entropy: ``"auto"`` or a float (nats per step)
     :param temperature_lr: learning rate of the temperature's optimizer
+    :param entropy_mask: the steps the entropy bonus and its target cover (default: all), as a function of the
+        observations ``(batch, step, *obs_shape) -> (batch, step)`` bool tensor, or its dotted import path: a
+        task whose choices are made at few, observable steps explores there and not where a slip is fatal
+        (``rate_sb3.envs.tmaze.junction_steps``)
     :param action_mse_coef: Box actions: weight of the squared error of the deterministic action, added to the
         likelihood (which alone fits actions at the bounds of the box by widening the Gaussian)
     :param policy_kwargs: extra arguments of the policy
@@ -140,6 +145,7 @@ class RATE(BaseAlgorithm):
         ent_coef: str | float = "auto",
         target_entropy: str | float = "auto",
         temperature_lr: float = 1e-3,
+        entropy_mask: str | EntropyMask | None = None,
         action_mse_coef: float = 10.0,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -189,7 +195,7 @@ class RATE(BaseAlgorithm):
         self.buffer_size, self.demo_fraction = buffer_size, demo_fraction
         self.train_freq, self.gradient_steps = train_freq, gradient_steps
         self.ent_coef, self.target_entropy, self.temperature_lr = ent_coef, target_entropy, temperature_lr
-        self.action_mse_coef = action_mse_coef
+        self.entropy_mask, self.action_mse_coef = entropy_mask, action_mse_coef
         self._pretrained = False
         self._pretrain_steps_done = 0
         self._n_updates = 0
@@ -214,6 +220,12 @@ class RATE(BaseAlgorithm):
             raise ValueError(f"RATE: action_mse_coef={self.action_mse_coef} must be >= 0")
         parse_ent_coef(self.ent_coef)
         parse_target_entropy(self.target_entropy, action_space=None)  # validates only
+        self._entropy_mask_function()
+
+    def _entropy_mask_function(self) -> EntropyMask | None:
+        if self.entropy_mask is None:
+            return None
+        return import_callable(self.entropy_mask, "entropy_mask", "rate_sb3.envs.tmaze.junction_steps")
 
     @property
     def segment_len(self) -> int:
@@ -281,13 +293,14 @@ class RATE(BaseAlgorithm):
     def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
         batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device)
         self.policy.set_training_mode(True)
-        terms = window_loss(self.policy, batch, entropy_weight, self.action_mse_coef)
+        terms = window_loss(self.policy, batch, entropy_weight, self.action_mse_coef, self._entropy_mask_function())
         check_finite(terms, step, phase)
         self.policy.optimizer.zero_grad()
         terms.loss.backward()
         th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         self.policy.optimizer.step()
         stats = {"loss": terms.loss.item(), "nll": terms.nll.item(), "entropy": terms.entropy.item()}
+        stats["entropy_steps"] = terms.entropy_steps
         stats["action_accuracy" if terms.action_accuracy is not None else "action_mse"] = (
             terms.action_accuracy if terms.action_accuracy is not None else terms.action_mse
         )
@@ -361,7 +374,8 @@ class RATE(BaseAlgorithm):
         n_segments = 1 if self.mode == "dt" else self.n_segments
         for _ in range(gradient_steps):
             step_stats = self._gradient_step(n_segments, self.entropy_temperature.value, self._n_updates, "train")
-            self.entropy_temperature.update(step_stats["entropy"])
+            if step_stats["entropy_steps"]:  # else the batch has no step under the entropy mask
+                self.entropy_temperature.update(step_stats["entropy"])
             self._n_updates += 1
             stats.append(step_stats)
         for key in stats[0]:

@@ -450,3 +450,31 @@ def test_box_actions_at_the_bounds_are_imitated_with_the_squared_error_term():
 
     with_term, likelihood_only = action_mse(10.0), action_mse(0.0)
     assert with_term < 0.02 and with_term < 0.5 * likelihood_only, (with_term, likelihood_only)
+
+
+def test_the_entropy_mask_averages_the_entropy_over_the_steps_it_selects(tmaze_demos):
+    from rate_sb3.envs.tmaze import junction_steps
+
+    model = RATE("RATEPolicy", "TMaze-v0", demonstrations=tmaze_demos, seed=0, **TINY)
+    model._prepare_buffer().start_at_zero = 1.0  # no burn-in: every step of the window is in the loss
+    batch = model.replay_buffer.sample(16, 3, model.device)
+    policy = model.policy
+    policy.set_training_mode(False)
+    with th.no_grad():
+        hidden = policy.window_hidden(
+            batch.observations, policy.actions_to_model(batch.actions), batch.returns_to_go, batch.valid
+        )
+        per_step = policy.action_head.entropy(hidden)
+        at_junction = junction_steps(batch.observations) & batch.valid
+        everywhere = window_loss(policy, batch, entropy_mask=lambda obs: th.ones(obs.shape[:2], dtype=th.bool))
+        masked = window_loss(policy, batch, entropy_mask=junction_steps)
+        nowhere = window_loss(policy, batch, entropy_mask=lambda obs: th.zeros(obs.shape[:2], dtype=th.bool))
+    assert masked.entropy_steps == int(at_junction.sum()) == 16  # one junction per episode
+    assert masked.entropy.item() == pytest.approx(per_step[at_junction].mean().item(), rel=1e-5)
+    assert everywhere.entropy.item() == pytest.approx(per_step[batch.valid].mean().item(), rel=1e-5)
+    assert nowhere.entropy_steps == 0 and nowhere.entropy.item() == 0.0
+    assert masked.nll.item() == everywhere.nll.item()  # the likelihood covers every step either way
+    with pytest.raises(ValueError, match=r"entropy_mask <lambda> returned \(16, 12, 1\): it must map"):
+        window_loss(policy, batch, entropy_mask=lambda obs: obs[..., 2:3] > 0)
+    with pytest.raises(ValueError, match="entropy_mask rate_sb3.envs.tmaze.no_such: .* nothing callable"):
+        RATE("RATEPolicy", "TMaze-v0", entropy_mask="rate_sb3.envs.tmaze.no_such", **TINY)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+if TYPE_CHECKING:
+    import torch as th
 
 # Action index -> (dx, dy)
 _MOVES: dict[int, tuple[int, int]] = {0: (1, 0), 1: (0, 1), 2: (-1, 0), 3: (0, -1)}
@@ -165,3 +168,12 @@ class TMazeEnv(gym.Env[np.ndarray, np.integer]):
             return image
         symbols = {(0, 0, 0): " ", (128, 128, 128): "-", (0, 200, 0): "G", (200, 0, 0): "X", (255, 255, 255): "A"}
         return "\n".join("".join(symbols[tuple(pixel)] for pixel in row) for row in image)
+
+
+def junction_steps(observations: th.Tensor) -> th.Tensor:
+    """The steps at the junction (the observation's junction flag), where the agent chooses an arm.
+
+    As RATE's ``entropy_mask``, online exploration happens there only: one wasted move in the corridor makes
+    the episode time out.
+    """
+    return observations[..., 2] > 0.5
