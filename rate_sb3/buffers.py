@@ -60,15 +60,22 @@ class TrajectoryBuffer:
         self.demonstrations: list[Episode] = []
         self.online: deque[Episode] = deque(maxlen=capacity)
         self.rng = np.random.default_rng(seed)
+        self.max_return_to_go = -np.inf  # over every episode ever added, in raw reward units
 
     def __len__(self) -> int:
         return len(self.demonstrations) + len(self.online)
 
     def add_demonstrations(self, episodes: list[Episode]) -> None:
         self.demonstrations.extend(episodes)
+        for episode in episodes:
+            self._track_return_to_go(episode)
 
     def add(self, episode: Episode) -> None:
         self.online.append(episode)
+        self._track_return_to_go(episode)
+
+    def _track_return_to_go(self, episode: Episode) -> None:
+        self.max_return_to_go = max(self.max_return_to_go, float(hindsight_returns(episode.rewards).max()))
 
     def sample(self, batch_size: int, n_segments: int, device: th.device | str = "cpu") -> WindowBatch:
         """Draw ``batch_size`` windows of ``n_segments`` segments, all with the same start segment."""

@@ -59,6 +59,8 @@ class RATEPolicy(BasePolicy):
     :param lr_schedule: learning rate schedule (the optimizer starts at ``lr_schedule(1)``)
     :param target_return: return the policy is conditioned on at the start of each episode (raw reward units)
     :param return_scale: factor applied to returns before they are embedded
+    :param return_to_go_cap: the return-to-go the policy conditions on never rises above this (raw reward units;
+        ``None``: no cap)
     :param weight_decay: AdamW weight decay, applied to weight matrices only
     :param optimizer_class: optimizer class
     :param optimizer_kwargs: extra optimizer arguments
@@ -73,6 +75,7 @@ class RATEPolicy(BasePolicy):
         lr_schedule: Schedule,
         target_return: float = 1.0,
         return_scale: float = 1.0,
+        return_to_go_cap: float | None = None,
         weight_decay: float = 0.01,
         optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
         optimizer_kwargs: dict[str, Any] | None = None,
@@ -90,6 +93,7 @@ class RATEPolicy(BasePolicy):
             normalize_images=normalize_images,
         )
         self.target_return, self.return_scale, self.weight_decay = target_return, return_scale, weight_decay
+        self.return_to_go_cap = return_to_go_cap
         self.transformer_kwargs = transformer_kwargs
         self.config = RATEConfig(**transformer_kwargs)
         d = self.config.d_model
@@ -116,6 +120,7 @@ class RATEPolicy(BasePolicy):
         data.update(
             target_return=self.target_return,
             return_scale=self.return_scale,
+            return_to_go_cap=self.return_to_go_cap,
             weight_decay=self.weight_decay,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
@@ -250,6 +255,8 @@ class RATEPolicy(BasePolicy):
     ) -> np.ndarray:
         self._restart(state, starts)
         state.return_to_go[:] -= prev_reward * self.return_scale * ~starts
+        if self.return_to_go_cap is not None:
+            np.minimum(state.return_to_go, self.return_to_go_cap * self.return_scale, out=state.return_to_go)
         phase = state.step % self.config.segment_len
         self._end_segments(state, np.flatnonzero((phase == 0) & (state.step > 0)))
         self._begin_segments(state, np.flatnonzero(phase == 0))

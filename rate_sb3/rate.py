@@ -79,6 +79,9 @@ class RATE(BaseAlgorithm):
     :param target_return: return the policy asks for at evaluation (default: best demonstration return)
     :param online_target_return: return asked for while exploring online (default: ``target_return``)
     :param return_scale: factor applied to returns before embedding (default: ``1 / |target_return|``)
+    :param cap_return_to_go: keep the return-to-go the policy conditions on at or below the highest one in the
+        trajectory buffer (or the target return, if higher); with negative rewards a bad start would otherwise
+        ask, a few steps in, for more than any trajectory achieved (an out-of-distribution return)
     :param buffer_size: online episodes kept for replay
     :param demo_fraction: share of each online batch drawn from demonstrations
     :param train_freq: env steps (summed over envs) between rounds of gradient steps online
@@ -138,6 +141,7 @@ class RATE(BaseAlgorithm):
         target_return: float | None = None,
         online_target_return: float | None = None,
         return_scale: float | None = None,
+        cap_return_to_go: bool = True,
         buffer_size: int = 1000,
         demo_fraction: float = 0.5,
         train_freq: int = 1000,
@@ -192,6 +196,7 @@ class RATE(BaseAlgorithm):
             online_target_return,
             return_scale,
         )
+        self.cap_return_to_go, self.return_to_go_cap = cap_return_to_go, None
         self.buffer_size, self.demo_fraction = buffer_size, demo_fraction
         self.train_freq, self.gradient_steps = train_freq, gradient_steps
         self.ent_coef, self.target_entropy, self.temperature_lr = ent_coef, target_entropy, temperature_lr
@@ -245,6 +250,7 @@ class RATE(BaseAlgorithm):
         kwargs = dict(self._architecture(), **self.policy_kwargs)
         if self.target_return is not None:
             kwargs.update(target_return=self.target_return, return_scale=self._return_scale())
+        kwargs.update(return_to_go_cap=self.return_to_go_cap)
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **kwargs)
         self.policy = self.policy.to(self.device)
         self.entropy_temperature = EntropyTemperature(
@@ -287,7 +293,15 @@ class RATE(BaseAlgorithm):
                 self.buffer_size, self.segment_len, self.return_scale, self.demo_fraction, seed=self.seed
             )
             self.replay_buffer.add_demonstrations(episodes)
+        self._update_return_to_go_cap()
         return self.replay_buffer
+
+    def _update_return_to_go_cap(self) -> None:
+        if not self.cap_return_to_go or len(self.replay_buffer) == 0:
+            return
+        asked = [r for r in (self.target_return, self.online_target_return) if r is not None]
+        self.return_to_go_cap = max(self.replay_buffer.max_return_to_go, *asked)
+        self.policy.return_to_go_cap = self.return_to_go_cap
 
     # -------------------------------------------------------------- training
     def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
@@ -380,6 +394,7 @@ class RATE(BaseAlgorithm):
             stats.append(step_stats)
         for key in stats[0]:
             self.logger.record(f"train/{key}", float(np.mean([s[key] for s in stats])))
+        self._update_return_to_go_cap()
         self.logger.record("train/temperature", self.entropy_temperature.value.item())
         self.logger.record("train/target_entropy", self.entropy_temperature.target)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

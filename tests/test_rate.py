@@ -478,3 +478,28 @@ def test_the_entropy_mask_averages_the_entropy_over_the_steps_it_selects(tmaze_d
         window_loss(policy, batch, entropy_mask=lambda obs: obs[..., 2:3] > 0)
     with pytest.raises(ValueError, match="entropy_mask rate_sb3.envs.tmaze.no_such: .* nothing callable"):
         RATE("RATEPolicy", "TMaze-v0", entropy_mask="rate_sb3.envs.tmaze.no_such", **TINY)
+
+
+def test_the_return_to_go_stays_within_what_the_buffer_reached_and_the_cap_is_saved(tmaze_demos, tmp_path):
+    """Rewards of -2 per step (-1 at the goal): the highest return-to-go in the data is -1, so a run of bad luck
+    must not make the policy ask for more (no trajectory reached more)."""
+    penalised = [
+        Episode(ep.observations, ep.actions, ep.rewards - 2.0, ep.terminated, ep.truncated) for ep in tmaze_demos
+    ]
+    obs = {"observation": np.zeros((1, 4), np.float32), "prev_reward": np.full((1, 1), -1.0, np.float32)}
+
+    def tracked_returns(model: RATE) -> list[float]:
+        state, returns = None, []
+        for step in range(20):
+            _, state = model.predict(obs, state, np.array([step == 0]), deterministic=True)
+            returns.append(float(state.return_to_go[0]) / model.policy.return_scale)
+        return returns
+
+    capped = RATE("RATEPolicy", "TMaze-v0", demonstrations=penalised, target_return=-5.0, seed=0, **TINY)
+    capped.pretrain(1)
+    assert capped.return_to_go_cap == -1.0
+    assert tracked_returns(capped) == pytest.approx([-5.0, -4.0, -3.0, -2.0] + [-1.0] * 16)
+    uncapped = RATE("RATEPolicy", "TMaze-v0", demonstrations=penalised, target_return=-5.0, cap_return_to_go=False)
+    assert tracked_returns(uncapped.pretrain(1))[-1] == pytest.approx(14.0)
+    capped.save(tmp_path / "capped.zip")
+    assert tracked_returns(RATE.load(tmp_path / "capped.zip")) == tracked_returns(capped)
