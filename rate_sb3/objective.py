@@ -32,8 +32,8 @@ def window_loss(
 ) -> LossTerms:
     """Masked negative log-likelihood of the batch's actions minus ``temperature`` times the entropy.
 
-    The entropy is averaged over the valid steps that ``entropy_mask`` (observations -> bool, (B, W)) selects,
-    all valid steps by default.
+    The entropy bonus covers the valid steps that ``entropy_mask`` (observations -> bool, (B, W)) selects, all
+    valid steps by default; ``entropy`` is its mean over them, which the temperature's target constrains.
 
     Box actions add ``action_mse_coef`` times the squared error of the deterministic action (per step, summed
     over action dimensions): the squashed Gaussian's likelihood of actions at the bounds of the box is fitted by
@@ -50,8 +50,9 @@ def window_loss(
     nll = -(policy.action_head.log_prob(hidden, targets) * mask).sum() / count
     entropy_weights = mask if entropy_mask is None else mask * selected_steps(entropy_mask, batch)[:, skip:]
     entropy_steps = int(entropy_weights.sum().item())
-    entropy = (policy.action_head.entropy(hidden) * entropy_weights).sum() / max(entropy_steps, 1)
-    loss = nll - temperature * entropy
+    entropy_sum = (policy.action_head.entropy(hidden) * entropy_weights).sum()
+    entropy = entropy_sum / max(entropy_steps, 1)
+    loss = nll - temperature * entropy_sum / count  # each selected step weighs as much as in the likelihood
     mode = policy.action_head.mode(hidden)
     if policy.discrete_actions:
         accuracy, mse = float(((mode == targets).float() * mask).sum() / count), None

@@ -474,6 +474,10 @@ def test_the_entropy_mask_averages_the_entropy_over_the_steps_it_selects(tmaze_d
     assert everywhere.entropy.item() == pytest.approx(per_step[batch.valid].mean().item(), rel=1e-5)
     assert nowhere.entropy_steps == 0 and nowhere.entropy.item() == 0.0
     assert masked.nll.item() == everywhere.nll.item()  # the likelihood covers every step either way
+    with th.no_grad():
+        weighted = window_loss(policy, batch, temperature=0.5, entropy_mask=junction_steps)
+    per_valid_step = per_step[at_junction].sum() / batch.valid.sum()  # a selected step weighs as in the likelihood
+    assert weighted.loss.item() == pytest.approx((masked.nll - 0.5 * per_valid_step).item(), rel=1e-5)
     with pytest.raises(ValueError, match=r"entropy_mask <lambda> returned \(16, 12, 1\): it must map"):
         window_loss(policy, batch, entropy_mask=lambda obs: obs[..., 2:3] > 0)
     with pytest.raises(ValueError, match="entropy_mask rate_sb3.envs.tmaze.no_such: .* nothing callable"):
