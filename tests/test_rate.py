@@ -480,6 +480,10 @@ def test_the_entropy_mask_averages_the_entropy_over_the_steps_it_selects(tmaze_d
     assert weighted.loss.item() == pytest.approx((masked.nll - 0.5 * per_valid_step).item(), rel=1e-5)
     with pytest.raises(ValueError, match=r"entropy_mask <lambda> returned \(16, 12, 1\): it must map"):
         window_loss(policy, batch, entropy_mask=lambda obs: obs[..., 2:3] > 0)
+    with pytest.raises(ValueError, match=r"entropy_mask <lambda> returned ndarray: it must map"):
+        window_loss(policy, batch, entropy_mask=lambda obs: obs[..., 2].numpy() > 0)
+    with pytest.raises(ValueError, match="entropy_mask no_such_package.mask: cannot import no_such_package"):
+        RATE("RATEPolicy", "TMaze-v0", entropy_mask="no_such_package.mask", **TINY)
     with pytest.raises(ValueError, match="entropy_mask rate_sb3.envs.tmaze.no_such: .* nothing callable"):
         RATE("RATEPolicy", "TMaze-v0", entropy_mask="rate_sb3.envs.tmaze.no_such", **TINY)
 
