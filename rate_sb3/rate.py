@@ -10,23 +10,20 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule, configure_logger, safe_mean
+from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 
 from rate_sb3.buffers import TrajectoryBuffer
-from rate_sb3.data import Episode
-from rate_sb3.demonstrations import DemonstrationSource, resolve_demonstrations
-from rate_sb3.importing import import_callable
-from rate_sb3.objective import EntropyMask, check_finite, warmup_then_linear_decay, window_loss
+from rate_sb3.demonstrations import DemonstrationSource
+from rate_sb3.objective import EntropyMask
 from rate_sb3.policies import RATEPolicy
+from rate_sb3.return_conditioned import ReturnConditionedAlgorithm
 from rate_sb3.rollout import OnlineCollector
 from rate_sb3.temperature import EntropyTemperature, parse_ent_coef, parse_target_entropy
-from rate_sb3.wrappers import OBSERVATION_KEY, WRAP_HINT, PrevRewardWrapper, has_reward_feedback
+from rate_sb3.wrappers import WRAP_HINT, PrevRewardWrapper, has_reward_feedback
 
 SelfRATE = TypeVar("SelfRATE", bound="RATE")
 
@@ -48,7 +45,7 @@ ARCHITECTURE_KEYS = (
 )
 
 
-class RATE(BaseAlgorithm):
+class RATE(ReturnConditionedAlgorithm):
     """Recurrent Action Transformer with Memory (Cherepanov et al., arXiv 2306.09459).
 
     A return-conditioned memory transformer, pretrained offline on demonstrations (:meth:`pretrain`) and
@@ -227,11 +224,6 @@ class RATE(BaseAlgorithm):
         parse_target_entropy(self.target_entropy, action_space=None)  # validates only
         self._entropy_mask_function()
 
-    def _entropy_mask_function(self) -> EntropyMask | None:
-        if self.entropy_mask is None:
-            return None
-        return import_callable(self.entropy_mask, "entropy_mask", "rate_sb3.envs.tmaze.junction_steps")
-
     @property
     def segment_len(self) -> int:
         """Segment length of the model: K, or the whole window in ``dt`` mode (one segment, no memory)."""
@@ -257,130 +249,13 @@ class RATE(BaseAlgorithm):
             self.ent_coef, self.target_entropy, self.action_space, self.temperature_lr
         ).to(self.device)
 
-    def _return_scale(self) -> float:
-        if self.return_scale is not None:
-            return float(self.return_scale)
-        return 1.0 / max(1.0, abs(float(self.target_return)))
-
     def _excluded_save_params(self) -> list[str]:
-        excluded = ["_demonstration_episodes", "replay_buffer", "_collector"]
-        if not isinstance(self.demonstrations, (str, dict, type(None))):
-            excluded.append("demonstrations")
-        return super()._excluded_save_params() + excluded
+        return super()._excluded_save_params() + ["_collector"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer", "entropy_temperature", "entropy_temperature.optimizer"], []
 
-    # ---------------------------------------------------------- demonstrations
-    def demonstration_episodes(self) -> list[Episode]:
-        """The demonstrations, loaded (or collected) and validated against the env on first use."""
-        if getattr(self, "_demonstration_episodes", None) is None:
-            self._demonstration_episodes = resolve_demonstrations(
-                self.demonstrations, self.env, self.observation_space[OBSERVATION_KEY], self.action_space, self.verbose
-            )
-        return self._demonstration_episodes
-
-    def _prepare_buffer(self) -> TrajectoryBuffer:
-        episodes = self.demonstration_episodes() if self.demonstrations is not None else []
-        if self.target_return is None:
-            if not episodes:
-                raise ValueError("RATE: set target_return (the return to ask for) when there are no demonstrations")
-            self.target_return = float(max(ep.episode_return for ep in episodes))
-        self.return_scale = self._return_scale()
-        self.policy.target_return, self.policy.return_scale = self.target_return, self.return_scale
-        if self.replay_buffer is None:
-            self.replay_buffer = TrajectoryBuffer(
-                self.buffer_size, self.segment_len, self.return_scale, self.demo_fraction, seed=self.seed
-            )
-            self.replay_buffer.add_demonstrations(episodes)
-        self._update_return_to_go_cap()
-        return self.replay_buffer
-
-    def _update_return_to_go_cap(self) -> None:
-        if not self.cap_return_to_go or len(self.replay_buffer) == 0:
-            return
-        asked = [r for r in (self.target_return, self.online_target_return) if r is not None]
-        self.return_to_go_cap = max(self.replay_buffer.max_return_to_go, *asked)
-        self.policy.return_to_go_cap = self.return_to_go_cap
-
     # -------------------------------------------------------------- training
-    def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
-        batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device)
-        self.policy.set_training_mode(True)
-        terms = window_loss(self.policy, batch, entropy_weight, self.action_mse_coef, self._entropy_mask_function())
-        check_finite(terms, step, phase)
-        self.policy.optimizer.zero_grad()
-        terms.loss.backward()
-        th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-        self.policy.optimizer.step()
-        stats = {"loss": terms.loss.item(), "nll": terms.nll.item(), "entropy": terms.entropy.item()}
-        stats["entropy_steps"] = terms.entropy_steps
-        stats["action_accuracy" if terms.action_accuracy is not None else "action_mse"] = (
-            terms.action_accuracy if terms.action_accuracy is not None else terms.action_mse
-        )
-        stats["demo_share"] = batch.from_demonstrations.float().mean().item()
-        return stats
-
-    def pretrain(
-        self: SelfRATE,
-        n_steps: int | None = None,
-        log_interval: int = 100,
-        progress_bar: bool = False,
-        tb_log_name: str = "RATE",
-    ) -> SelfRATE:
-        """Offline training on the demonstrations: ``n_steps`` gradient steps (default ``n_pretrain_steps``).
-
-        Logs ``pretrain/loss``, ``pretrain/action_accuracy`` (or ``action_mse``) and ``pretrain/learning_rate``
-        against the pretraining step.
-        """
-        n_steps = self.n_pretrain_steps if n_steps is None else int(n_steps)
-        if self.demonstrations is None:
-            raise ValueError("RATE.pretrain needs demonstrations: pass demonstrations= to the constructor")
-        if n_steps < 1:
-            raise ValueError(f"RATE.pretrain: n_steps={n_steps} must be >= 1")
-        self._prepare_buffer()
-        if not hasattr(self, "_logger"):
-            self._logger = configure_logger(self.verbose, self.tensorboard_log, tb_log_name, True)
-        self._offline_steps(n_steps, log_interval, progress_bar)
-        return self
-
-    def _offline_steps(
-        self, n_steps: int, log_interval: int, progress_bar: bool = False, callback: BaseCallback | None = None
-    ) -> None:
-        """Gradient steps on the demonstrations; with a callback, each step counts as one timestep."""
-        base_lr = self.lr_schedule(1.0)
-        bar = _progress(progress_bar and callback is None, n_steps, "pretrain")
-        window_stats: list[dict] = []
-        for step in range(n_steps):
-            factor = warmup_then_linear_decay(step, self.warmup_steps, n_steps, self.lr_end_factor)
-            for group in self.policy.optimizer.param_groups:
-                group["lr"] = base_lr * factor
-            n_segments = self._curriculum_segments(step, n_steps)
-            window_stats.append(self._gradient_step(n_segments, 0.0, step, "pretrain"))
-            self._pretrain_steps_done += 1
-            bar.update(1)
-            if (step + 1) % log_interval == 0 or step + 1 == n_steps:
-                self._log_stats("pretrain", window_stats, base_lr * factor, self._pretrain_steps_done)
-                window_stats = []
-            if callback is not None:
-                self.num_timesteps += 1
-                callback.update_locals(locals())
-                if not callback.on_step():
-                    break
-        bar.close()
-        self._pretrained = True
-
-    def _curriculum_segments(self, step: int, n_steps: int) -> int:
-        if not self.curriculum or self.mode == "dt":
-            return 1 if self.mode == "dt" else self.n_segments
-        return min(self.n_segments, 1 + step * self.n_segments // n_steps)
-
-    def _log_stats(self, prefix: str, stats: list[dict], lr: float, step: int) -> None:
-        for key in stats[0]:
-            self.logger.record(f"{prefix}/{key}", float(np.mean([s[key] for s in stats])))
-        self.logger.record(f"{prefix}/learning_rate", lr)
-        self.logger.dump(step=step)
-
     def train(self, gradient_steps: int) -> None:
         """Online gradient steps: NLL minus the learned temperature times the entropy, then dual ascent."""
         self._update_learning_rate(self.policy.optimizer)
@@ -484,9 +359,3 @@ def plain_schedule(learning_rate: float | Schedule) -> float | Schedule:
         linear = "Linear" in type(learning_rate).__name__
         return LinearSchedule(initial, 0.0, 1.0) if linear else ConstantSchedule(initial)
     return learning_rate
-
-
-def _progress(enabled: bool, total: int, description: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, disable=not enabled)
