@@ -77,6 +77,10 @@ class ObservationEncoder(nn.Module):
     def forward(self, observations: th.Tensor) -> th.Tensor:
         return self.net(preprocess_obs(observations, self.space, normalize_images=self.normalize_images))
 
+    def steps(self, observations: th.Tensor) -> th.Tensor:
+        """Tokens (B, W, d) of the observations of windows (B, W, *shape)."""
+        return self(observations.flatten(0, 1)).unflatten(0, observations.shape[:2])
+
 
 class ActionEncoder(nn.Module):
     """Embeds actions: an embedding table for Discrete, a linear layer over [-1, 1]-scaled Box actions."""

@@ -183,6 +183,22 @@ class RATETransformer(nn.Module):
                 memory = memory.detach()
         return SegmentOutput(th.cat(outputs, dim=1), memory, cache, cache_valid)
 
+    def observation_outputs(self, step_tokens: th.Tensor, valid: th.Tensor, burn_in_segments: int = 0) -> th.Tensor:
+        """Outputs at the observation tokens (B, W', d) of segment-aligned windows of step tokens (B, W, 3, d).
+
+        The first ``burn_in_segments`` segments only build memory and cache, without gradient; W' excludes them.
+        """
+        batch, window = valid.shape
+        tokens, token_valid = step_tokens.flatten(1, 2), valid.repeat_interleave(3, dim=1)
+        memory = cache = cache_valid = None
+        split = 3 * burn_in_segments * self.config.segment_len
+        if split:
+            with th.no_grad():
+                burn = self(tokens[:, :split], token_valid[:, :split])
+            memory, cache, cache_valid = burn.memory, burn.cache, burn.cache_valid
+        out = self(tokens[:, split:], token_valid[:, split:], memory, cache, cache_valid)
+        return out.hidden.view(batch, -1, 3, self.config.d_model)[:, :, 1]
+
     def forward_segment(
         self,
         tokens: th.Tensor,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch as th
 
 from rate_sb3.buffers import WindowBatch
+from rate_sb3.critic import AdvantageWeighting
 from rate_sb3.policies import RATEPolicy
 
 EntropyMask = Callable[[th.Tensor], th.Tensor]
@@ -21,6 +22,8 @@ class LossTerms:
     entropy_steps: int  # how many steps that is
     action_accuracy: float | None  # Discrete: share of argmax actions equal to the targets
     action_mse: float | None  # Box: squared error of the mode in [-1, 1] units
+    value_loss: th.Tensor | None = None  # with advantage weighting: the critic's mean squared error
+    max_weight: float | None = None  # with advantage weighting: the largest normalised step weight
 
 
 def window_loss(
@@ -29,6 +32,7 @@ def window_loss(
     temperature: th.Tensor | float = 0.0,
     action_mse_coef: float = 0.0,
     entropy_mask: EntropyMask | None = None,
+    advantage: AdvantageWeighting | None = None,
 ) -> LossTerms:
     """Masked negative log-likelihood of the batch's actions minus ``temperature`` times the entropy.
 
@@ -38,6 +42,9 @@ def window_loss(
     Box actions add ``action_mse_coef`` times the squared error of the deterministic action (per step, summed
     over action dimensions): the squashed Gaussian's likelihood of actions at the bounds of the box is fitted by
     a wide Gaussian, which leaves its mean, and so the deterministic action, far from the targets.
+
+    With ``advantage``, the policy's critic learns the hindsight returns-to-go (its squared error is added), and
+    each step's log-likelihood is weighted by its advantage (:class:`rate_sb3.critic.AdvantageWeighting`).
     """
     model_actions = policy.actions_to_model(batch.actions)
     hidden = policy.window_hidden(
@@ -47,12 +54,17 @@ def window_loss(
     mask = batch.valid[:, skip:].float()
     targets = model_actions[:, skip:]
     count = mask.sum().clamp(min=1.0)
-    nll = -(policy.action_head.log_prob(hidden, targets) * mask).sum() / count
+    likelihood_weights, value_loss = mask, None
+    if advantage is not None:
+        likelihood_weights, value_loss = advantage_weights(policy, batch, model_actions, mask, advantage)
+    nll = -(policy.action_head.log_prob(hidden, targets) * likelihood_weights).sum() / count
     entropy_weights = mask if entropy_mask is None else mask * selected_steps(entropy_mask, batch)[:, skip:]
     entropy_steps = int(entropy_weights.sum().item())
     entropy_sum = (policy.action_head.entropy(hidden) * entropy_weights).sum()
     entropy = entropy_sum / max(entropy_steps, 1)
     loss = nll - temperature * entropy_sum / count  # each selected step weighs as much as in the likelihood
+    if value_loss is not None:
+        loss = loss + advantage.value_coef * value_loss
     mode = policy.action_head.mode(hidden)
     if policy.discrete_actions:
         accuracy, mse = float(((mode == targets).float() * mask).sum() / count), None
@@ -60,7 +72,21 @@ def window_loss(
         squared_error = (((mode - targets) ** 2).sum(-1) * mask).sum() / count
         loss = loss + action_mse_coef * squared_error
         accuracy, mse = None, squared_error.item() / targets.shape[-1]
-    return LossTerms(loss, nll, entropy, entropy_steps, accuracy, mse)
+    max_weight = None if advantage is None else float(likelihood_weights.max())
+    return LossTerms(loss, nll, entropy, entropy_steps, accuracy, mse, value_loss, max_weight)
+
+
+def advantage_weights(
+    policy: RATEPolicy, batch: WindowBatch, model_actions: th.Tensor, mask: th.Tensor, advantage: AdvantageWeighting
+) -> tuple[th.Tensor, th.Tensor]:
+    """Step weights (B, W'), of mean 1 over the valid steps, and the critic's mean squared error."""
+    if policy.critic is None:
+        raise ValueError("advantage weighting needs a policy built with critic=True")
+    values = policy.critic(batch.observations, model_actions, batch.valid, batch.burn_in_segments)
+    returns = batch.returns_to_go[:, batch.burn_in_segments * policy.config.segment_len :]
+    value_loss = (((values - returns) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
+    weights = advantage.weights((returns - values).detach()) * mask
+    return weights * mask.sum().clamp(min=1.0) / weights.sum().clamp(min=1e-8), value_loss
 
 
 def selected_steps(entropy_mask: EntropyMask, batch: WindowBatch) -> th.Tensor:

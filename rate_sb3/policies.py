@@ -11,6 +11,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import maybe_transpose
 from stable_baselines3.common.type_aliases import Schedule
 
+from rate_sb3.critic import HistoryCritic
 from rate_sb3.encoders import ActionEncoder, ObservationEncoder, check_spaces, make_action_head
 from rate_sb3.inference import IncrementalInference
 from rate_sb3.model import RATEConfig, RATETransformer
@@ -62,6 +63,8 @@ class RATEPolicy(BasePolicy):
     :param return_to_go_cap: the return-to-go the policy conditions on never rises above this (raw reward units;
         ``None``: no cap)
     :param weight_decay: AdamW weight decay, applied to weight matrices only
+    :param critic: also learn a value function of the history (:class:`rate_sb3.critic.HistoryCritic`), for
+        advantage-weighted training
     :param optimizer_class: optimizer class
     :param optimizer_kwargs: extra optimizer arguments
     :param normalize_images: divide image observations by 255
@@ -77,6 +80,7 @@ class RATEPolicy(BasePolicy):
         return_scale: float = 1.0,
         return_to_go_cap: float | None = None,
         weight_decay: float = 0.01,
+        critic: bool = False,
         optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
         optimizer_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
@@ -106,6 +110,9 @@ class RATEPolicy(BasePolicy):
         self.transformer = RATETransformer(self.config)
         self.inference = IncrementalInference(self.transformer)
         self.action_head = make_action_head(action_space, d)
+        self.critic = (
+            HistoryCritic(self.inner_observation_space, action_space, self.config, normalize_images) if critic else None
+        )
         self.optimizer = self.optimizer_class(self._parameter_groups(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
@@ -122,6 +129,7 @@ class RATEPolicy(BasePolicy):
             return_scale=self.return_scale,
             return_to_go_cap=self.return_to_go_cap,
             weight_decay=self.weight_decay,
+            critic=self.critic is not None,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
             normalize_images=self.normalize_images,
@@ -157,8 +165,7 @@ class RATEPolicy(BasePolicy):
         self, observations: th.Tensor, model_actions: th.Tensor, returns_to_go: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Return, observation and action tokens (B, W, d) of (B, W, ...) inputs."""
-        batch, window = returns_to_go.shape
-        obs_tokens = self.observation_encoder(observations.flatten(0, 1)).view(batch, window, -1)
+        obs_tokens = self.observation_encoder.steps(observations)
         action_tokens = self.action_encoder(model_actions)
         return_tokens = self.return_encoder(returns_to_go[..., None].float())
         return return_tokens, obs_tokens, action_tokens
@@ -179,16 +186,8 @@ class RATEPolicy(BasePolicy):
 
         The first ``burn_in_segments`` segments only build memory and cache, without gradient.
         """
-        tokens = self.embed(observations, model_actions, returns_to_go)
-        token_valid = valid.repeat_interleave(3, dim=1)
-        memory = cache = cache_valid = None
-        split = 3 * burn_in_segments * self.config.segment_len
-        if split:
-            with th.no_grad():
-                burn = self.transformer(tokens[:, :split], token_valid[:, :split])
-            memory, cache, cache_valid = burn.memory, burn.cache, burn.cache_valid
-        out = self.transformer(tokens[:, split:], token_valid[:, split:], memory, cache, cache_valid)
-        return out.hidden.view(tokens.shape[0], -1, 3, self.config.d_model)[:, :, 1]
+        step_tokens = th.stack(self.encode(observations, model_actions, returns_to_go), dim=2)
+        return self.transformer.observation_outputs(step_tokens, valid, burn_in_segments)
 
     # ---------------------------------------------------------- inference
     def initial_state(self, n_envs: int) -> RATEState:

@@ -90,6 +90,12 @@ class RATE(ReturnConditionedAlgorithm):
         observations ``(batch, step, *obs_shape) -> (batch, step)`` bool tensor, or its dotted import path: a
         task whose choices are made at few, observable steps explores there and not where a slip is fatal
         (``rate_sb3.envs.tmaze.junction_steps``)
+    :param advantage_temperature: learn a value function of the history (:class:`rate_sb3.critic.HistoryCritic`)
+        and weight each step's likelihood by ``exp(advantage / advantage_temperature)``, normalised over the batch
+        (None: no critic). Return conditioning learns from a rare success only as fast as the rare success
+        turns up in batches; the weights let the steps that did better than the critic expected count for more
+    :param max_advantage_weight: cap on a step's weight before normalisation
+    :param vf_coef: weight of the critic's squared error in the loss
     :param action_mse_coef: Box actions: weight of the squared error of the deterministic action, added to the
         likelihood (which alone fits actions at the bounds of the box by widening the Gaussian)
     :param policy_kwargs: extra arguments of the policy
@@ -147,6 +153,9 @@ class RATE(ReturnConditionedAlgorithm):
         target_entropy: str | float = "auto",
         temperature_lr: float = 1e-3,
         entropy_mask: str | EntropyMask | None = None,
+        advantage_temperature: float | None = None,
+        max_advantage_weight: float = 20.0,
+        vf_coef: float = 0.5,
         action_mse_coef: float = 10.0,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -198,6 +207,8 @@ class RATE(ReturnConditionedAlgorithm):
         self.train_freq, self.gradient_steps = train_freq, gradient_steps
         self.ent_coef, self.target_entropy, self.temperature_lr = ent_coef, target_entropy, temperature_lr
         self.entropy_mask, self.action_mse_coef = entropy_mask, action_mse_coef
+        self.advantage_temperature, self.max_advantage_weight = advantage_temperature, max_advantage_weight
+        self.vf_coef = vf_coef
         self._pretrained = False
         self._pretrain_steps_done = 0
         self._n_updates = 0
@@ -223,6 +234,7 @@ class RATE(ReturnConditionedAlgorithm):
         parse_ent_coef(self.ent_coef)
         parse_target_entropy(self.target_entropy, action_space=None)  # validates only
         self._entropy_mask_function()
+        self._advantage_weighting()
 
     @property
     def segment_len(self) -> int:
@@ -243,6 +255,7 @@ class RATE(ReturnConditionedAlgorithm):
         if self.target_return is not None:
             kwargs.update(target_return=self.target_return, return_scale=self._return_scale())
         kwargs.update(return_to_go_cap=self.return_to_go_cap)
+        kwargs.setdefault("critic", self.advantage_temperature is not None)
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **kwargs)
         self.policy = self.policy.to(self.device)
         self.entropy_temperature = EntropyTemperature(

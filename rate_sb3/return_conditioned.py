@@ -12,6 +12,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import configure_logger
 
 from rate_sb3.buffers import TrajectoryBuffer
+from rate_sb3.critic import AdvantageWeighting
 from rate_sb3.data import Episode
 from rate_sb3.demonstrations import DemonstrationSource, resolve_demonstrations
 from rate_sb3.importing import import_callable
@@ -51,6 +52,9 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
     mode: str
     entropy_mask: str | EntropyMask | None
     action_mse_coef: float
+    advantage_temperature: float | None
+    max_advantage_weight: float
+    vf_coef: float
     segment_len: int
     _pretrained: bool
     _pretrain_steps_done: int
@@ -102,10 +106,22 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
             return None
         return import_callable(self.entropy_mask, "entropy_mask", "rate_sb3.envs.tmaze.junction_steps")
 
+    def _advantage_weighting(self) -> AdvantageWeighting | None:
+        if self.advantage_temperature is None:
+            return None
+        return AdvantageWeighting(self.advantage_temperature, self.max_advantage_weight, self.vf_coef)
+
     def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
         batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device)
         self.policy.set_training_mode(True)
-        terms = window_loss(self.policy, batch, entropy_weight, self.action_mse_coef, self._entropy_mask_function())
+        terms = window_loss(
+            self.policy,
+            batch,
+            entropy_weight,
+            self.action_mse_coef,
+            self._entropy_mask_function(),
+            self._advantage_weighting(),
+        )
         check_finite(terms, step, phase)
         self.policy.optimizer.zero_grad()
         terms.loss.backward()
@@ -117,6 +133,8 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
             terms.action_accuracy if terms.action_accuracy is not None else terms.action_mse
         )
         stats["demo_share"] = batch.from_demonstrations.float().mean().item()
+        if terms.value_loss is not None:
+            stats["value_loss"], stats["max_advantage_weight"] = terms.value_loss.item(), terms.max_weight
         return stats
 
     def pretrain(

@@ -1,0 +1,80 @@
+"""A value function of the history, and the advantage weights it gives the return-conditioned likelihood."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch as th
+from gymnasium import spaces
+from torch import nn
+
+from rate_sb3.encoders import ActionEncoder, ObservationEncoder
+from rate_sb3.model import RATEConfig, RATETransformer
+
+
+class HistoryCritic(nn.Module):
+    """V(history): the expected return-to-go of a partial episode, read by a memory transformer of its own.
+
+    The policy's tokens carry the hindsight return-to-go, which a value head on its outputs would simply read
+    back. The critic puts one learned token in each return token's place, so that its value depends on the
+    observations and actions so far (through its memory) and on nothing else.
+
+    :param observation_space: the env's observation space, without the previous reward
+    :param action_space: Discrete or bounded Box
+    :param config: the transformer's architecture (the policy's)
+    :param normalize_images: divide image observations by 255
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        config: RATEConfig,
+        normalize_images: bool = True,
+    ) -> None:
+        super().__init__()
+        self.observation_encoder = ObservationEncoder(observation_space, config.d_model, normalize_images)
+        self.action_encoder = ActionEncoder(action_space, config.d_model)
+        self.return_placeholder = nn.Parameter(th.zeros(config.d_model))
+        self.transformer = RATETransformer(config)
+        self.value_head = nn.Linear(config.d_model, 1)
+
+    def forward(
+        self, observations: th.Tensor, model_actions: th.Tensor, valid: th.Tensor, burn_in_segments: int = 0
+    ) -> th.Tensor:
+        """Values (B, W') at each step of segment-aligned windows, before the step's action; as
+        :meth:`rate_sb3.policies.RATEPolicy.window_hidden`, burn-in segments are left out."""
+        obs_tokens = self.observation_encoder.steps(observations)
+        placeholders = self.return_placeholder.expand_as(obs_tokens)
+        step_tokens = th.stack([placeholders, obs_tokens, self.action_encoder(model_actions)], dim=2)
+        hidden = self.transformer.observation_outputs(step_tokens, valid, burn_in_segments)
+        return self.value_head(hidden).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class AdvantageWeighting:
+    """Advantage-weighted likelihood (AWR, Peng et al. 2019): each step's log-likelihood weighs
+    ``min(exp(A / temperature), max_weight)``, with ``A`` = hindsight return-to-go - V(history), and the
+    weights are normalised to mean 1 over the batch's valid steps.
+
+    :param temperature: smaller values put more of the weight on the steps that did better than expected
+    :param max_weight: cap on a step's weight before normalisation
+    :param value_coef: weight of the critic's squared error in the loss
+    """
+
+    temperature: float = 0.1
+    max_weight: float = 20.0
+    value_coef: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"advantage_temperature={self.temperature} must be > 0")
+        if not (math.isfinite(self.max_weight) and self.max_weight >= 1):
+            raise ValueError(f"max_advantage_weight={self.max_weight} must be a finite number >= 1")
+        if not self.value_coef >= 0:
+            raise ValueError(f"vf_coef={self.value_coef} must be >= 0")
+
+    def weights(self, advantages: th.Tensor) -> th.Tensor:
+        """Unnormalised weights of detached advantages (the exponent is capped before it can overflow)."""
+        return th.exp((advantages / self.temperature).clamp(max=math.log(self.max_weight)))
