@@ -26,7 +26,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.utils import get_linear_fn
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecNormalize
 
 from rate_sb3 import RATE, PrevRewardWrapper
@@ -118,8 +118,8 @@ TASKS = {
             gamma=0.98,
             n_epochs=20,
             ent_coef=0.0,
-            learning_rate=get_linear_fn(1e-3, 0.0, 1.0),
-            clip_range=get_linear_fn(0.2, 0.0, 1.0),
+            learning_rate=LinearSchedule(1e-3, 0.0, 1.0),
+            clip_range=LinearSchedule(0.2, 0.0, 1.0),
             policy_kwargs=ZOO_LSTM_POLICY_KWARGS,
         ),
         ppo_normalize=True,
