@@ -79,9 +79,13 @@ TASKS = {
             buffer_size=400,
             demo_fraction=0.25,
             # Explore at the junction only (a slip in the corridor times the episode out): the entropy floor
-            # covers the junction steps, where 0.42 nats (0.3 ln 4) leaves the wrong arm a real chance.
+            # covers the junction steps, where 0.8 nats (above ln 2, a fair coin between the arms) keeps both arms tried.
             entropy_mask="rate_sb3.envs.tmaze.junction_steps",
-            target_entropy=0.42,
+            target_entropy=0.8,
+            # A critic of the history lets the rare "clue down, turned down" successes outweigh the many
+            # expected ones: exp(advantage / 0.1), capped at 100.
+            advantage_temperature=0.1,
+            max_advantage_weight=100.0,
             ent_coef="auto_0.1",
             temperature_lr=3e-3,
             gradient_steps=50,
