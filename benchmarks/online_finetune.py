@@ -79,7 +79,8 @@ TASKS = {
             buffer_size=400,
             demo_fraction=0.25,
             # Explore at the junction only (a slip in the corridor times the episode out): the entropy floor
-            # covers the junction steps, where 0.8 nats (above ln 2, a fair coin between the arms) keeps both arms tried.
+            # covers the junction steps, where 0.8 nats (above ln 2, a fair coin between the arms) keeps both
+            # arms tried.
             entropy_mask="rate_sb3.envs.tmaze.junction_steps",
             target_entropy=0.8,
             # A critic of the history lets the rare "clue down, turned down" successes outweigh the many

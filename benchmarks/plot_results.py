@@ -70,24 +70,25 @@ def plot_tmaze(quick: bool) -> Path | None:
     return out
 
 
-def online_curves(task: str, seed: int, quick: bool) -> dict[str, list]:
-    """The learning curves of one env: RATE pretrained then fine-tuned (``<task>``), RATE from scratch
-    (``<task>-scratch``) and RecurrentPPO from scratch (from either run)."""
+def online_curves(task: str, quick: bool) -> dict[str, list]:
+    """The learning curves of one env: RATE pretrained then fine-tuned (``<task>``, every seed run), RATE from
+    scratch (``<task>-scratch``, seed 0) and RecurrentPPO from scratch (seed 0, from either run)."""
     suffix = "_quick" if quick else ""
-    runs = {}
-    for name in (task, f"{task}-scratch"):
-        path = RESULTS / f"online_{name}_seed{seed}{suffix}.json"
-        if path.exists():
-            runs[name] = json.loads(path.read_text())
+    finetuned = sorted(RESULTS.glob(f"online_{task}_seed*{suffix}.json"))
+    if not quick:
+        finetuned = [path for path in finetuned if not path.stem.endswith("_quick")]
+    runs = [json.loads(path.read_text()) for path in finetuned]
+    scratch_path = RESULTS / f"online_{task}-scratch_seed0{suffix}.json"
+    scratch = json.loads(scratch_path.read_text()) if scratch_path.exists() else None
     curves = {}
-    if task in runs:
-        rate = runs[task]["rate"]
-        curves["RATE, pretrained then fine-tuned"] = [(0, rate["pretrain_score"]), *rate["curve"]]
-    if f"{task}-scratch" in runs:
-        curves["RATE from scratch"] = runs[f"{task}-scratch"]["rate"]["curve"]
-    baselines = [run["recurrent_ppo"] for run in runs.values() if run["recurrent_ppo"]]
+    for run in runs:
+        rate = run["rate"]
+        curves[f"RATE, pretrained then fine-tuned (seed {run['seed']})"] = [(0, rate["pretrain_score"]), *rate["curve"]]
+    if scratch is not None:
+        curves["RATE from scratch (seed 0)"] = scratch["rate"]["curve"]
+    baselines = [run["recurrent_ppo"] for run in [*runs, scratch] if run is not None and run["recurrent_ppo"]]
     if baselines:
-        curves["RecurrentPPO from scratch"] = max(baselines, key=lambda run: run["curve"][-1][0])["curve"]
+        curves["RecurrentPPO from scratch (seed 0)"] = max(baselines, key=lambda run: run["curve"][-1][0])["curve"]
     return curves
 
 
@@ -97,14 +98,15 @@ def plot_online(quick: bool) -> list[Path]:
         ("tmaze", "TMaze-v0, T = 150", "success rate"),
         ("cartpole", "CartPoleNoVel-v1", "mean return"),
     ):
-        curves = online_curves(task, 0, quick)
+        curves = online_curves(task, quick)
         if not curves:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        for (name, curve), style in zip(curves.items(), ("o-", "s--", "^:")):
+        for name, curve in curves.items():
             steps, scores = zip(*curve)
+            style = "o-" if name.startswith("RATE, pre") else "s--" if name.startswith("RATE") else "^:"
             ax.plot(steps, scores, style, ms=4, label=name)
-        ax.set(xlabel="online env steps", ylabel=metric, title=f"{env_id} (seed 0)")
+        ax.set(xlabel="online env steps", ylabel=metric, title=env_id)
         ax.legend(fontsize=8)
         out = RESULTS / f"online_{task}{'_quick' if quick else ''}.png"
         fig.tight_layout()
