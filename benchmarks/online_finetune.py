@@ -89,7 +89,7 @@ TASKS = {
             max_advantage_weight=100.0,
             ent_coef="auto_0.1",
             temperature_lr=3e-3,
-            gradient_steps=50,
+            gradient_steps=100,
         ),
         ppo_kwargs=dict(n_steps=256, batch_size=512, n_epochs=4, learning_rate=3e-4, ent_coef=0.01),
     ),
