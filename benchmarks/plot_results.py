@@ -71,19 +71,27 @@ def plot_tmaze(quick: bool) -> Path | None:
 
 
 def online_curves(task: str, quick: bool) -> dict[str, list]:
-    """The learning curves of one env: RATE pretrained then fine-tuned (``<task>``, every seed run), RATE from
-    scratch (``<task>-scratch``, seed 0) and RecurrentPPO from scratch (seed 0, from either run)."""
+    """The learning curves of one env: RATE pretrained then fine-tuned (``online_<task>_[<variant>_]seed<S>``, every
+    run), RATE from scratch (``<task>-scratch``, seed 0) and RecurrentPPO from scratch (seed 0, from any run)."""
     suffix = "_quick" if quick else ""
-    finetuned = sorted(RESULTS.glob(f"online_{task}_seed*{suffix}.json"))
+    finetuned = sorted(RESULTS.glob(f"online_{task}_*seed*{suffix}.json"))
     if not quick:
         finetuned = [path for path in finetuned if not path.stem.endswith("_quick")]
     runs = [json.loads(path.read_text()) for path in finetuned]
+    # online_tmaze_50gradsteps_seed1 -> "50 gradient steps"
+    variants = [
+        path.stem.removeprefix(f"online_{task}_")
+        .partition("seed")[0]
+        .strip("_")
+        .replace("gradsteps", " gradient steps")
+        for path in finetuned
+    ]
     scratch_path = RESULTS / f"online_{task}-scratch_seed0{suffix}.json"
     scratch = json.loads(scratch_path.read_text()) if scratch_path.exists() else None
     curves = {}
-    for run in runs:
-        rate = run["rate"]
-        curves[f"RATE, pretrained then fine-tuned (seed {run['seed']})"] = [(0, rate["pretrain_score"]), *rate["curve"]]
+    for run, variant in zip(runs, variants):
+        label = f"RATE, pretrained then fine-tuned ({variant + ', ' if variant else ''}seed {run['seed']})"
+        curves[label] = [(0, run["rate"]["pretrain_score"]), *run["rate"]["curve"]]
     if scratch is not None:
         curves["RATE from scratch (seed 0)"] = scratch["rate"]["curve"]
     baselines = [run["recurrent_ppo"] for run in [*runs, scratch] if run is not None and run["recurrent_ppo"]]
