@@ -70,33 +70,30 @@ def plot_tmaze(quick: bool) -> Path | None:
     return out
 
 
-def online_curves(task: str, quick: bool) -> dict[str, list]:
-    """The learning curves of one env: RATE pretrained then fine-tuned (``online_<task>_[<variant>_]seed<S>``, every
-    run), RATE from scratch (``<task>-scratch``, seed 0) and RecurrentPPO from scratch (seed 0, from any run)."""
+def online_curves(task: str, quick: bool) -> list[tuple[str, str, list]]:
+    """(label, line style, points) of one env: RATE pretrained then fine-tuned (every
+    ``online_<task>_[<variant>_]seed<S>`` run), RATE from scratch (``<task>-scratch``, seed 0) and RecurrentPPO
+    from scratch (from any run)."""
     suffix = "_quick" if quick else ""
     finetuned = sorted(RESULTS.glob(f"online_{task}_*seed*{suffix}.json"))
     if not quick:
         finetuned = [path for path in finetuned if not path.stem.endswith("_quick")]
     runs = [json.loads(path.read_text()) for path in finetuned]
-    # online_tmaze_50gradsteps_seed1 -> "50 gradient steps"
-    variants = [
-        path.stem.removeprefix(f"online_{task}_")
-        .partition("seed")[0]
-        .strip("_")
-        .replace("gradsteps", " gradient steps")
-        for path in finetuned
-    ]
     scratch_path = RESULTS / f"online_{task}-scratch_seed0{suffix}.json"
     scratch = json.loads(scratch_path.read_text()) if scratch_path.exists() else None
-    curves = {}
-    for run, variant in zip(runs, variants):
-        label = f"RATE, pretrained then fine-tuned ({variant + ', ' if variant else ''}seed {run['seed']})"
-        curves[label] = [(0, run["rate"]["pretrain_score"]), *run["rate"]["curve"]]
+    curves = []
+    for path, run in zip(finetuned, runs):
+        # online_tmaze_50gradsteps_seed1 -> "50 gradient steps, "
+        variant = path.stem.removeprefix(f"online_{task}_").partition("seed")[0]
+        variant = variant.replace("gradsteps_", " gradient steps, ")
+        points = [(0, run["rate"]["pretrain_score"]), *run["rate"]["curve"]]
+        curves.append((f"RATE, pretrained then fine-tuned ({variant}seed {run['seed']})", "o-", points))
     if scratch is not None:
-        curves["RATE from scratch (seed 0)"] = scratch["rate"]["curve"]
-    baselines = [run["recurrent_ppo"] for run in [*runs, scratch] if run is not None and run["recurrent_ppo"]]
-    if baselines:
-        curves["RecurrentPPO from scratch (seed 0)"] = max(baselines, key=lambda run: run["curve"][-1][0])["curve"]
+        curves.append(("RATE from scratch (seed 0)", "s--", scratch["rate"]["curve"]))
+    with_baseline = [run for run in [*runs, scratch] if run is not None and run["recurrent_ppo"]]
+    if with_baseline:
+        longest = max(with_baseline, key=lambda run: run["recurrent_ppo"]["curve"][-1][0])
+        curves.append((f"RecurrentPPO from scratch (seed {longest['seed']})", "^:", longest["recurrent_ppo"]["curve"]))
     return curves
 
 
@@ -110,10 +107,9 @@ def plot_online(quick: bool) -> list[Path]:
         if not curves:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        for name, curve in curves.items():
-            steps, scores = zip(*curve)
-            style = "o-" if name.startswith("RATE, pre") else "s--" if name.startswith("RATE") else "^:"
-            ax.plot(steps, scores, style, ms=4, label=name)
+        for label, style, points in curves:
+            steps, scores = zip(*points)
+            ax.plot(steps, scores, style, ms=4, label=label)
         ax.set(xlabel="online env steps", ylabel=metric, title=env_id)
         ax.legend(fontsize=8)
         out = RESULTS / f"online_{task}{'_quick' if quick else ''}.png"
