@@ -146,7 +146,15 @@ TASKS["cartpole-scratch"] = Task(
     {},
     "mean_return",
     300_000,
-    rate_kwargs={k: v for k, v in TASKS["cartpole"].rate_kwargs.items() if k not in ("n_pretrain_steps",)},
+    rate_kwargs={
+        **{k: v for k, v in TASKS["cartpole"].rate_kwargs.items() if k not in ("n_pretrain_steps",)},
+        # Advantage weights on returns discounted by 0.99: an action is credited with the next hundred or so
+        # steps, not with the whole rest of a 500-step episode (whose length is mostly luck early on).
+        "advantage_temperature": 0.01,
+        "advantage_gamma": 0.99,
+        "max_advantage_weight": 20.0,
+        "gradient_steps": 50,
+    },
     ppo_kwargs=TASKS["cartpole"].ppo_kwargs,
     ppo_normalize=True,
 )

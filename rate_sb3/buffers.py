@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 import torch as th
@@ -18,6 +19,7 @@ class WindowBatch:
     observations: th.Tensor  # (B, W, *obs_shape)
     actions: th.Tensor  # (B, W, *act_shape) env actions
     returns_to_go: th.Tensor  # (B, W) scaled hindsight returns-to-go
+    value_targets: th.Tensor  # (B, W) scaled discounted returns-to-go (the returns-to-go when undiscounted)
     valid: th.Tensor  # (B, W) bool, False on padding
     burn_in_segments: int
     from_demonstrations: th.Tensor  # (B,) bool
@@ -77,8 +79,11 @@ class TrajectoryBuffer:
     def _track_return_to_go(self, episode: Episode) -> None:
         self.max_return_to_go = max(self.max_return_to_go, float(hindsight_returns(episode.rewards).max()))
 
-    def sample(self, batch_size: int, n_segments: int, device: th.device | str = "cpu") -> WindowBatch:
-        """Draw ``batch_size`` windows of ``n_segments`` segments, all with the same start segment."""
+    def sample(
+        self, batch_size: int, n_segments: int, device: th.device | str = "cpu", value_gamma: float = 1.0
+    ) -> WindowBatch:
+        """Draw ``batch_size`` windows of ``n_segments`` segments, all with the same start segment; the value
+        targets are the returns-to-go discounted by ``value_gamma``."""
         if len(self) == 0:
             raise ValueError("the trajectory buffer is empty: give demonstrations or collect episodes first")
         start = self._start_segment(n_segments)
@@ -86,7 +91,7 @@ class TrajectoryBuffer:
         chosen = self._choose_episodes(batch_size, min_length)
         window = n_segments * self.segment_len
         end = start * self.segment_len + window
-        return self._collate(chosen, end, start, device)
+        return self._collate(chosen, end, start, device, value_gamma)
 
     def _start_segment(self, n_segments: int) -> int:
         longest = max(ep.length for ep in (*self.demonstrations, *self.online))
@@ -111,24 +116,30 @@ class TrajectoryBuffer:
             chosen += [(pool[i], is_demo) for i in picks]
         return chosen
 
-    def _collate(self, chosen: list[tuple[Episode, bool]], end: int, start: int, device) -> WindowBatch:
+    def _collate(
+        self, chosen: list[tuple[Episode, bool]], end: int, start: int, device, value_gamma: float
+    ) -> WindowBatch:
         first = chosen[0][0]
         batch = len(chosen)
         observations = np.zeros((batch, end, *first.observations.shape[1:]), dtype=first.observations.dtype)
         actions = np.zeros((batch, end, *first.actions.shape[1:]), dtype=first.actions.dtype)
         returns = np.zeros((batch, end), dtype=np.float32)
+        value_targets = returns if value_gamma == 1.0 else np.zeros_like(returns)
         valid = np.zeros((batch, end), dtype=bool)
         for row, (episode, _) in enumerate(chosen):
             n = min(episode.length, end)
             observations[row, :n] = episode.observations[:n]
             actions[row, :n] = episode.actions[:n]
             returns[row, :n] = hindsight_returns(episode.rewards)[:n] * self.return_scale
+            if value_gamma != 1.0:
+                value_targets[row, :n] = discounted_returns(episode.rewards, value_gamma)[:n] * self.return_scale
             valid[row, :n] = True
         as_tensor = lambda x: th.as_tensor(x, device=device)  # noqa: E731
         return WindowBatch(
             observations=as_tensor(observations),
             actions=as_tensor(actions),
             returns_to_go=as_tensor(returns),
+            value_targets=as_tensor(value_targets),
             valid=as_tensor(valid),
             burn_in_segments=start,
             from_demonstrations=as_tensor(np.array([is_demo for _, is_demo in chosen])),
@@ -141,3 +152,9 @@ class TrajectoryBuffer:
 def hindsight_returns(rewards: np.ndarray) -> np.ndarray:
     """Return-to-go at each step: the sum of the rewards from that step to the episode end."""
     return np.cumsum(rewards[::-1], dtype=np.float64)[::-1].astype(np.float32)
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """Discounted return-to-go at each step: ``sum_k gamma**k * rewards[t + k]``."""
+    backwards = accumulate(rewards[::-1].astype(np.float64), lambda later, reward: reward + gamma * later)
+    return np.fromiter(backwards, np.float64, len(rewards))[::-1].astype(np.float32)

@@ -14,7 +14,8 @@ from rate_sb3.model import RATEConfig, RATETransformer
 
 
 class HistoryCritic(nn.Module):
-    """V(history): the expected return-to-go of a partial episode, read by a memory transformer of its own.
+    """V(history): the expected (discounted) return-to-go of a partial episode, read by a memory transformer of its
+    own.
 
     The policy's tokens carry the hindsight return-to-go, which a value head on its outputs would simply read
     back. The critic puts one learned token in each return token's place, so that its value depends on the
@@ -55,17 +56,20 @@ class HistoryCritic(nn.Module):
 @dataclass(frozen=True)
 class AdvantageWeighting:
     """Advantage-weighted likelihood (AWR, Peng et al. 2019): each step's log-likelihood weighs
-    ``min(exp(A / temperature), max_weight)``, with ``A`` = hindsight return-to-go - V(history), and the
-    weights are normalised to mean 1 over the batch's valid steps.
+    ``min(exp(A / temperature), max_weight)``, with ``A`` = hindsight return-to-go discounted by ``gamma`` -
+    V(history), and the weights are normalised to mean 1 over the batch's valid steps.
 
     :param temperature: smaller values put more of the weight on the steps that did better than expected
     :param max_weight: cap on a step's weight before normalisation
     :param value_coef: weight of the critic's squared error in the loss
+    :param gamma: discount of the returns the critic learns; below 1 an action is credited with the rewards
+        that soon follow it rather than with the whole rest of the episode
     """
 
     temperature: float = 0.1
     max_weight: float = 20.0
     value_coef: float = 0.5
+    gamma: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -74,6 +78,8 @@ class AdvantageWeighting:
             raise ValueError(f"max_advantage_weight={self.max_weight} must be a finite number >= 1")
         if not self.value_coef >= 0:
             raise ValueError(f"vf_coef={self.value_coef} must be >= 0")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"advantage_gamma={self.gamma} must be in (0, 1]")
 
     def weights(self, advantages: th.Tensor) -> th.Tensor:
         """Unnormalised weights of detached advantages (the exponent is capped before it can overflow)."""

@@ -83,9 +83,9 @@ def advantage_weights(
     if policy.critic is None:
         raise ValueError("advantage weighting needs a policy built with critic=True")
     values = policy.critic(batch.observations, model_actions, batch.valid, batch.burn_in_segments)
-    returns = batch.returns_to_go[:, batch.burn_in_segments * policy.config.segment_len :]
-    value_loss = (((values - returns) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
-    weights = advantage.weights((returns - values).detach()) * mask
+    targets = batch.value_targets[:, batch.burn_in_segments * policy.config.segment_len :]
+    value_loss = (((values - targets) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
+    weights = advantage.weights((targets - values).detach()) * mask
     return weights * mask.sum().clamp(min=1.0) / weights.sum().clamp(min=1e-8), value_loss
 
 

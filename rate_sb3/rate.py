@@ -96,6 +96,9 @@ class RATE(ReturnConditionedAlgorithm):
         turns up in batches; the weights let the steps that did better than the critic expected count for more
     :param max_advantage_weight: cap on a step's weight before normalisation
     :param vf_coef: weight of the critic's squared error in the loss
+    :param advantage_gamma: discount of the returns the critic learns and the advantages compare (1: the
+        undiscounted return-to-go). Below 1 each action is credited with the rewards that soon follow it, not
+        with the whole rest of the episode: the choice for dense rewards and long episodes (CartPole: 0.99)
     :param action_mse_coef: Box actions: weight of the squared error of the deterministic action, added to the
         likelihood (which alone fits actions at the bounds of the box by widening the Gaussian)
     :param policy_kwargs: extra arguments of the policy
@@ -156,6 +159,7 @@ class RATE(ReturnConditionedAlgorithm):
         advantage_temperature: float | None = None,
         max_advantage_weight: float = 20.0,
         vf_coef: float = 0.5,
+        advantage_gamma: float = 1.0,
         action_mse_coef: float = 10.0,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -208,7 +212,7 @@ class RATE(ReturnConditionedAlgorithm):
         self.ent_coef, self.target_entropy, self.temperature_lr = ent_coef, target_entropy, temperature_lr
         self.entropy_mask, self.action_mse_coef = entropy_mask, action_mse_coef
         self.advantage_temperature, self.max_advantage_weight = advantage_temperature, max_advantage_weight
-        self.vf_coef = vf_coef
+        self.vf_coef, self.advantage_gamma = vf_coef, advantage_gamma
         self._pretrained = False
         self._pretrain_steps_done = 0
         self._n_updates = 0

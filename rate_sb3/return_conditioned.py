@@ -55,6 +55,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
     advantage_temperature: float | None
     max_advantage_weight: float
     vf_coef: float
+    advantage_gamma: float
     segment_len: int
     _pretrained: bool
     _pretrain_steps_done: int
@@ -109,18 +110,17 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
     def _advantage_weighting(self) -> AdvantageWeighting | None:
         if self.advantage_temperature is None:
             return None
-        return AdvantageWeighting(self.advantage_temperature, self.max_advantage_weight, self.vf_coef)
+        return AdvantageWeighting(
+            self.advantage_temperature, self.max_advantage_weight, self.vf_coef, self.advantage_gamma
+        )
 
     def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
-        batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device)
+        weighting = self._advantage_weighting()
+        value_gamma = 1.0 if weighting is None else weighting.gamma
+        batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device, value_gamma)
         self.policy.set_training_mode(True)
         terms = window_loss(
-            self.policy,
-            batch,
-            entropy_weight,
-            self.action_mse_coef,
-            self._entropy_mask_function(),
-            self._advantage_weighting(),
+            self.policy, batch, entropy_weight, self.action_mse_coef, self._entropy_mask_function(), weighting
         )
         check_finite(terms, step, phase)
         self.policy.optimizer.zero_grad()

@@ -75,6 +75,31 @@ def test_the_likelihood_is_weighted_by_the_capped_advantage_with_mean_one(clue_b
     assert plain.value_loss is None
 
 
+def test_discounted_value_targets_are_what_the_critic_learns_and_compares(clue_blind_demos):
+    from rate_sb3.buffers import discounted_returns, hindsight_returns
+
+    rewards = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    by_hand = [1.0 - 0.9 * 2.0 + 0.81 * 0.5 + 0.729 * 3.0, -2.0 + 0.9 * 0.5 + 0.81 * 3.0, 0.5 + 0.9 * 3.0, 3.0]
+    np.testing.assert_allclose(discounted_returns(rewards, 0.9), by_hand, rtol=1e-6)
+    np.testing.assert_allclose(discounted_returns(rewards, 1.0), hindsight_returns(rewards), rtol=1e-6)
+
+    model = make_model(clue_blind_demos, advantage_gamma=0.5)
+    undiscounted = full_windows(model)
+    assert th.equal(undiscounted.value_targets, undiscounted.returns_to_go)
+    model.replay_buffer.rng = np.random.default_rng(0)
+    batch = model.replay_buffer.sample(32, 3, model.device, value_gamma=0.5)
+    valid, lengths = batch.valid, batch.valid.sum(1)
+    # T-Maze pays only at the last step: the target is 0.5 ** (steps left) times the final reward
+    final_reward = batch.returns_to_go[:, :1]
+    steps_left = lengths[:, None] - 1 - th.arange(valid.shape[1])
+    assert th.allclose(batch.value_targets[valid], (final_reward * 0.5**steps_left)[valid])
+    critic_values = values(model, batch)
+    with th.no_grad():
+        terms = window_loss(model.policy, batch, advantage=model._advantage_weighting())
+    expected = ((critic_values - batch.value_targets)[valid] ** 2).mean()
+    assert terms.value_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_the_critic_learns_that_the_remembered_clue_decides_the_return(clue_blind_demos, tmp_path):
     """At the junction the clue is many steps back (often segments back): only memory can tell the two apart."""
     model = make_model(clue_blind_demos, learning_rate=2e-3, warmup_steps=20, lr_end_factor=1.0)
@@ -100,6 +125,8 @@ def test_advantage_weighting_logs_the_critic_and_rejects_bad_settings(clue_blind
         (dict(advantage_temperature=0.1, max_advantage_weight=0.5), "max_advantage_weight=0.5 must be"),
         (dict(advantage_temperature=0.1, max_advantage_weight=np.inf), "max_advantage_weight=inf must be"),
         (dict(advantage_temperature=0.1, vf_coef=-1.0), "vf_coef=-1.0 must be >= 0"),
+        (dict(advantage_temperature=0.1, advantage_gamma=0.0), r"advantage_gamma=0.0 must be in \(0, 1\]"),
+        (dict(advantage_temperature=0.1, advantage_gamma=1.5), r"advantage_gamma=1.5 must be in \(0, 1\]"),
     ]:
         with pytest.raises(ValueError, match=message):
             RATE("RATEPolicy", "TMaze-v0", **TINY, **kwargs)
