@@ -70,27 +70,36 @@ def plot_tmaze(quick: bool) -> Path | None:
     return out
 
 
-def online_curves(task: str, quick: bool) -> list[tuple[str, str, list]]:
-    """(label, line style, points) of one env: RATE pretrained then fine-tuned (every
-    ``online_<task>_[<variant>_]seed<S>`` run), RATE from scratch (``<task>-scratch``, seed 0) and RecurrentPPO
-    from scratch (from any run)."""
+# file-name variants of earlier settings, as plot labels
+VARIANT_LABELS = {"50gradsteps_": "50 gradient steps, ", "nocritic_": "no critic, "}
+
+
+def labelled_runs(stem: str, quick: bool) -> list[tuple[str, dict]]:
+    """Every ``<stem>_[<variant>_]seed<S>`` run, with the part of its label that names the variant and seed."""
     suffix = "_quick" if quick else ""
-    finetuned = sorted(RESULTS.glob(f"online_{task}_*seed*{suffix}.json"))
+    paths = sorted(RESULTS.glob(f"{stem}_*seed*{suffix}.json"))
     if not quick:
-        finetuned = [path for path in finetuned if not path.stem.endswith("_quick")]
-    runs = [json.loads(path.read_text()) for path in finetuned]
-    scratch_path = RESULTS / f"online_{task}-scratch_seed0{suffix}.json"
-    scratch = json.loads(scratch_path.read_text()) if scratch_path.exists() else None
+        paths = [path for path in paths if not path.stem.endswith("_quick")]
+    runs = []
+    for path in paths:
+        run = json.loads(path.read_text())
+        variant = path.stem.removeprefix(f"{stem}_").partition("seed")[0]
+        runs.append((f"{VARIANT_LABELS.get(variant, variant)}seed {run['seed']}", run))
+    return runs
+
+
+def online_curves(task: str, quick: bool) -> list[tuple[str, str, list]]:
+    """(label, line style, points) of one env: RATE pretrained then fine-tuned (``online_<task>_*``), RATE from
+    scratch (``online_<task>-scratch_*``) and RecurrentPPO from scratch (the longest run of any of them)."""
+    finetuned = labelled_runs(f"online_{task}", quick)
+    scratch = labelled_runs(f"online_{task}-scratch", quick)
     curves = []
-    for path, run in zip(finetuned, runs):
-        # online_tmaze_50gradsteps_seed1 -> "50 gradient steps, "
-        variant = path.stem.removeprefix(f"online_{task}_").partition("seed")[0]
-        variant = variant.replace("gradsteps_", " gradient steps, ")
+    for label, run in finetuned:
         points = [(0, run["rate"]["pretrain_score"]), *run["rate"]["curve"]]
-        curves.append((f"RATE, pretrained then fine-tuned ({variant}seed {run['seed']})", "o-", points))
-    if scratch is not None:
-        curves.append(("RATE from scratch (seed 0)", "s--", scratch["rate"]["curve"]))
-    with_baseline = [run for run in [*runs, scratch] if run is not None and run["recurrent_ppo"]]
+        curves.append((f"RATE, pretrained then fine-tuned ({label})", "o-", points))
+    for label, run in scratch:
+        curves.append((f"RATE from scratch ({label})", "s--", run["rate"]["curve"]))
+    with_baseline = [run for _, run in [*finetuned, *scratch] if run["recurrent_ppo"]]
     if with_baseline:
         longest = max(with_baseline, key=lambda run: run["recurrent_ppo"]["curve"][-1][0])
         curves.append((f"RecurrentPPO from scratch (seed {longest['seed']})", "^:", longest["recurrent_ppo"]["curve"]))
