@@ -99,10 +99,10 @@ def online_curves(task: str, quick: bool) -> list[tuple[str, str, list]]:
         curves.append((f"RATE, pretrained then fine-tuned ({label})", "o-", points))
     for label, run in scratch:
         curves.append((f"RATE from scratch ({label})", "s--", run["rate"]["curve"]))
-    with_baseline = [run for _, run in [*finetuned, *scratch] if run["recurrent_ppo"]]
-    if with_baseline:
-        longest = max(with_baseline, key=lambda run: run["recurrent_ppo"]["curve"][-1][0])
-        curves.append((f"RecurrentPPO from scratch (seed {longest['seed']})", "^:", longest["recurrent_ppo"]["curve"]))
+    with_baseline = [(label, run) for label, run in [*finetuned, *scratch] if run["recurrent_ppo"]]
+    if with_baseline:  # the longest run, one of the current settings (no variant in its label) if there is one
+        _, run = max(with_baseline, key=lambda item: (item[1]["recurrent_ppo"]["curve"][-1][0], "," not in item[0]))
+        curves.append((f"RecurrentPPO from scratch (seed {run['seed']})", "^:", run["recurrent_ppo"]["curve"]))
     return curves
 
 

@@ -2,8 +2,9 @@
 
 ``--quick`` (about 5 minutes on 2 CPU cores, measured) writes the ``*_quick.json`` / ``*_quick.png`` smoke
 results. The full mode reproduces the benchmark numbers of ``RESULTS.md`` (the zoo runs of its section 5 are
-``zoo/train.py`` commands): about 5 hours on 2 CPU cores, most of it T-Maze pretraining (17 runs of 9 to 17
-minutes), the online runs (about 1 hour) and MiniGrid (about 20 minutes).
+``zoo/train.py`` commands): about 7 hours on 2 CPU cores (estimated from the single runs), most of it T-Maze
+pretraining (17 runs of 9 to 17 minutes), the online runs (about 3 hours: T-Maze fine-tuning and CartPole from
+scratch take about 50 minutes each) and MiniGrid (about 20 minutes).
 """
 
 from __future__ import annotations
