@@ -131,12 +131,20 @@ def test_online_learn_calls_callbacks_every_env_step_and_fills_the_buffer(tmaze_
 
     env = gym.make("TMaze-v0", corridor_length=3)
     model = RATE(
-        "RATEPolicy", env, demonstrations=tmaze_demos[:20], n_pretrain_steps=2, train_freq=8, gradient_steps=1, **TINY
+        "RATEPolicy",
+        env,
+        demonstrations=tmaze_demos[:20],
+        n_pretrain_steps=2,
+        train_freq=8,
+        gradient_steps=1,
+        seed=0,
+        **TINY,
     )
     counter = Counter()
     model.learn(24, callback=counter)
     assert counter.n_calls == 24 and model.num_timesteps == 24
-    assert len(model.replay_buffer.online) == 24 // 5  # every episode has at most 5 steps (T = L + 2)
+    # an episode lasts 4 steps (a turn as soon as the junction is reached) or 5 (T = L + 2, then truncated)
+    assert 24 // 5 <= len(model.replay_buffer.online) <= 24 // 4
 
 
 def test_continued_learning_finishes_the_episodes_it_left_unfinished(tmaze_demos):
