@@ -115,12 +115,12 @@ def plot_online(quick: bool) -> list[Path]:
         curves = online_curves(task, quick)
         if not curves:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(10, 4))
         for label, style, points in curves:
             steps, scores = zip(*points)
             ax.plot(steps, scores, style, ms=4, label=label)
         ax.set(xlabel="online env steps", ylabel=metric, title=env_id)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
         out = RESULTS / f"online_{task}{'_quick' if quick else ''}.png"
         fig.tight_layout()
         fig.savefig(out, dpi=120)
