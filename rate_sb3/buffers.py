@@ -132,7 +132,7 @@ class TrajectoryBuffer:
             actions[row, :n] = episode.actions[:n]
             returns[row, :n] = hindsight_returns(episode.rewards)[:n] * self.return_scale
             if value_gamma != 1.0:
-                value_targets[row, :n] = discounted_returns(episode.rewards, value_gamma)[:n] * self.return_scale
+                value_targets[row, :n] = hindsight_returns(episode.rewards, value_gamma)[:n] * self.return_scale
             valid[row, :n] = True
         as_tensor = lambda x: th.as_tensor(x, device=device)  # noqa: E731
         return WindowBatch(
@@ -149,12 +149,9 @@ class TrajectoryBuffer:
         return np.array([ep.episode_return for ep in self.demonstrations])
 
 
-def hindsight_returns(rewards: np.ndarray) -> np.ndarray:
-    """Return-to-go at each step: the sum of the rewards from that step to the episode end."""
-    return np.cumsum(rewards[::-1], dtype=np.float64)[::-1].astype(np.float32)
-
-
-def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """Discounted return-to-go at each step: ``sum_k gamma**k * rewards[t + k]``."""
+def hindsight_returns(rewards: np.ndarray, gamma: float = 1.0) -> np.ndarray:
+    """Return-to-go at each step: ``sum_k gamma**k * rewards[t + k]`` up to the episode end."""
+    if gamma == 1.0:
+        return np.cumsum(rewards[::-1], dtype=np.float64)[::-1].astype(np.float32)
     backwards = accumulate(rewards[::-1].astype(np.float64), lambda later, reward: reward + gamma * later)
     return np.fromiter(backwards, np.float64, len(rewards))[::-1].astype(np.float32)

@@ -76,12 +76,12 @@ def test_the_likelihood_is_weighted_by_the_capped_advantage_with_mean_one(clue_b
 
 
 def test_discounted_value_targets_are_what_the_critic_learns_and_compares(clue_blind_demos):
-    from rate_sb3.buffers import discounted_returns, hindsight_returns
+    from rate_sb3.buffers import hindsight_returns
 
     rewards = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
     by_hand = [1.0 - 0.9 * 2.0 + 0.81 * 0.5 + 0.729 * 3.0, -2.0 + 0.9 * 0.5 + 0.81 * 3.0, 0.5 + 0.9 * 3.0, 3.0]
-    np.testing.assert_allclose(discounted_returns(rewards, 0.9), by_hand, rtol=1e-6)
-    np.testing.assert_allclose(discounted_returns(rewards, 1.0), hindsight_returns(rewards), rtol=1e-6)
+    np.testing.assert_allclose(hindsight_returns(rewards, 0.9), by_hand, rtol=1e-6)
+    np.testing.assert_allclose(hindsight_returns(rewards), [2.5, 1.5, 3.5, 3.0], rtol=1e-6)
 
     model = make_model(clue_blind_demos, advantage_gamma=0.5)
     undiscounted = full_windows(model)
