@@ -74,34 +74,33 @@ def plot_tmaze(quick: bool) -> Path | None:
 VARIANT_LABELS = {"50gradsteps_": "50 gradient steps, ", "nocritic_": "no critic, "}
 
 
-def labelled_runs(stem: str, quick: bool) -> list[tuple[str, dict]]:
-    """Every ``<stem>_[<variant>_]seed<S>`` run, with the part of its label that names the variant and seed."""
+def variant_runs(stem: str, quick: bool) -> list[tuple[str, dict]]:
+    """Every ``<stem>_[<variant>_]seed<S>`` run with its variant (``""`` for the current settings)."""
     suffix = "_quick" if quick else ""
     paths = sorted(RESULTS.glob(f"{stem}_*seed*{suffix}.json"))
     if not quick:
         paths = [path for path in paths if not path.stem.endswith("_quick")]
-    runs = []
-    for path in paths:
-        run = json.loads(path.read_text())
-        variant = path.stem.removeprefix(f"{stem}_").partition("seed")[0]
-        runs.append((f"{VARIANT_LABELS.get(variant, variant)}seed {run['seed']}", run))
-    return runs
+    return [(path.stem.removeprefix(f"{stem}_").partition("seed")[0], json.loads(path.read_text())) for path in paths]
+
+
+def run_label(variant: str, run: dict) -> str:
+    return f"{VARIANT_LABELS.get(variant, variant)}seed {run['seed']}"
 
 
 def online_curves(task: str, quick: bool) -> list[tuple[str, str, list]]:
     """(label, line style, points) of one env: RATE pretrained then fine-tuned (``online_<task>_*``), RATE from
     scratch (``online_<task>-scratch_*``) and RecurrentPPO from scratch (the longest run of any of them)."""
-    finetuned = labelled_runs(f"online_{task}", quick)
-    scratch = labelled_runs(f"online_{task}-scratch", quick)
+    finetuned = variant_runs(f"online_{task}", quick)
+    scratch = variant_runs(f"online_{task}-scratch", quick)
     curves = []
-    for label, run in finetuned:
+    for variant, run in finetuned:
         points = [(0, run["rate"]["pretrain_score"]), *run["rate"]["curve"]]
-        curves.append((f"RATE, pretrained then fine-tuned ({label})", "o-", points))
-    for label, run in scratch:
-        curves.append((f"RATE from scratch ({label})", "s--", run["rate"]["curve"]))
-    with_baseline = [(label, run) for label, run in [*finetuned, *scratch] if run["recurrent_ppo"]]
-    if with_baseline:  # the longest run, one of the current settings (no variant in its label) if there is one
-        _, run = max(with_baseline, key=lambda item: (item[1]["recurrent_ppo"]["curve"][-1][0], "," not in item[0]))
+        curves.append((f"RATE, pretrained then fine-tuned ({run_label(variant, run)})", "o-", points))
+    for variant, run in scratch:
+        curves.append((f"RATE from scratch ({run_label(variant, run)})", "s--", run["rate"]["curve"]))
+    with_baseline = [(variant, run) for variant, run in [*finetuned, *scratch] if run["recurrent_ppo"]]
+    if with_baseline:  # the longest run, one of the current settings if there is one
+        _, run = max(with_baseline, key=lambda item: (item[1]["recurrent_ppo"]["curve"][-1][0], item[0] == ""))
         curves.append((f"RecurrentPPO from scratch (seed {run['seed']})", "^:", run["recurrent_ppo"]["curve"]))
     return curves
 
