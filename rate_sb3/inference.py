@@ -10,6 +10,11 @@ A segment runs as :meth:`IncrementalInference.begin_segment` (the read tokens), 
 goes to the scratch slot, which no query attends) and :meth:`~IncrementalInference.end_segment` (a_{K-1}
 and the write tokens). Each of these calls has an attention pattern that depends on the phase alone, so
 the patterns are computed once. Slots after the newest token hold stale keys, which the patterns block.
+
+With one env a step costs the number of PyTorch calls, not arithmetic, so these calls do not go through
+:meth:`RATETransformer.run_tokens` but through a lean equivalent (:meth:`IncrementalInference._attend`): the
+attention scale and the content bias are folded into the query projection, and a blocked query-key pair reads
+a ``-inf`` column of the relative-position scores, so that a layer is eleven calls.
 """
 
 from __future__ import annotations
@@ -18,19 +23,38 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch as th
+from torch import nn
+from torch.nn import functional as F
 
 from rate_sb3.attention import AttentionPattern, KeyValueStore, attention_allowed
-from rate_sb3.model import RATETransformer
+from rate_sb3.model import RATETransformer, weight_versions
 
 
 @dataclass
 class _Patterns:
+    """Where each query of a call finds its keys' relative-position scores: a (1 or B, queries, keys) index
+    into the distances of :attr:`RATETransformer.distance_range`, or the ``-inf`` column after them."""
+
     key_idx: th.Tensor  # (S,) X index of each slot's token (cache: negative; scratch: n_tokens, never attended)
-    read: AttentionPattern  # (m, slots up to the read tokens)
-    step: AttentionPattern  # (K, 3, S) by phase
-    step_by_phase: list[AttentionPattern]  # views of each phase's (3, slots up to its observation)
-    end: AttentionPattern  # (1 + m, S)
+    read: th.Tensor  # (1, m, slots up to the read tokens)
+    step: th.Tensor  # (K, 3, S) by phase
+    step_by_phase: list[th.Tensor]  # views of each phase's (1, 3, slots up to its observation)
+    end: th.Tensor  # (1, 1 + m, S)
     x_slots: th.Tensor  # (n_tokens,) slot of each token of X
+
+
+@dataclass
+class _FoldedLayer:
+    """One layer's weights for :meth:`IncrementalInference._attend`."""
+
+    qkv_weight: th.Tensor  # (d, 3 H dh): the query columns scaled
+    qkv_bias: th.Tensor  # (3 H dh,): the scaled content bias on the queries, zeros on keys and values
+    relative_keys: th.Tensor  # (H, dh, P + 1): a zero column after the P distances
+    position_offsets: th.Tensor  # (H, 1, P + 1): scaled (position bias - content bias) . keys; -inf last
+    out_weight: th.Tensor  # (H dh, d) a view of the output projection
+    norm: tuple[th.Tensor, th.Tensor, float]  # the attention LayerNorm's weight, bias and eps
+    ffn: nn.Module | None  # the feed-forward block and its LayerNorm, if any
+    norm_ffn: nn.Module | None
 
 
 class IncrementalInference:
@@ -41,6 +65,10 @@ class IncrementalInference:
         self.n_slots = self.config.mem_len + self.config.n_tokens + 1
         self.scratch_slot = self.config.mem_len + self.config.n_mem_tokens  # also phase 0's first step slot
         self._patterns: _Patterns | None = None
+        self._folded: tuple | None = None
+        layers = transformer.layers
+        self._fold_sources = [transformer.content_bias, transformer.position_bias]  # what the folded weights copy
+        self._fold_sources += [weight for layer in layers for weight in (layer.qkv.weight, layer.pos_proj.weight)]
 
     def empty_buffers(self, batch: int, like: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Zeroed keys and values (n_layers, 2, H, B, slots, dh), layer inputs (n_layers, B, slots, d) (0 wide
@@ -74,7 +102,7 @@ class IncrementalInference:
             for layer_id, layer in enumerate(self.transformer.layers):
                 store.key_values[layer_id][..., : cfg.mem_len, :] = layer.project(cache[:, layer_id])[1]
         if cfg.n_mem_tokens:
-            self._run(store, memory, self._patterns_on(memory.device).read, slots=cfg.mem_len)
+            self._attend(store, memory, self._patterns_on(memory.device).read, slots=cfg.mem_len)
 
     def step(self, store: KeyValueStore, tokens: th.Tensor, phase: int | np.ndarray) -> th.Tensor:
         """Run one env step's tokens [a_{s-1}, R_s, o_s] (B, 3, d) at phase s; returns their outputs.
@@ -85,11 +113,12 @@ class IncrementalInference:
         if not isinstance(phase, int) and (phase == phase[0]).all():
             phase = int(phase[0])
         if isinstance(phase, int):
-            return self._run(store, tokens, patterns.step_by_phase[phase], self.scratch_slot + 3 * phase)
-        row_phase = th.as_tensor(phase, device=tokens.device)
-        slots = self.scratch_slot + 3 * row_phase[:, None] + th.arange(3, device=tokens.device)
-        pattern = patterns.step[row_phase][..., : self._step_keys(int(phase.max()))]
-        return self._run(store, tokens, pattern, slots)
+            index, slots = patterns.step_by_phase[phase], self.scratch_slot + 3 * phase
+        else:
+            row_phase = th.as_tensor(phase, device=tokens.device)
+            slots = self.scratch_slot + 3 * row_phase[:, None] + th.arange(3, device=tokens.device)
+            index = patterns.step[row_phase][..., : self._step_keys(int(phase.max()))]
+        return self._attend(store, tokens, index, slots)
 
     def end_segment(
         self, store: KeyValueStore, last_action: th.Tensor, memory: th.Tensor | None, cache: th.Tensor | None
@@ -98,7 +127,7 @@ class IncrementalInference:
         cfg, m = self.config, self.config.n_mem_tokens
         tokens = th.cat([last_action, memory], dim=1) if m else last_action
         patterns = self._patterns_on(tokens.device)
-        hidden = self._run(store, tokens, patterns.end, slots=self.scratch_slot + 3 * cfg.segment_len)
+        hidden = self._attend(store, tokens, patterns.end, slots=self.scratch_slot + 3 * cfg.segment_len)
         next_memory = self.transformer.next_memory(memory, hidden[:, 1:]) if m else None
         next_cache = next_valid = None
         if cfg.mem_len:
@@ -115,13 +144,63 @@ class IncrementalInference:
         hidden = transformer.input_drop(tokens)
         return transformer.run_tokens(hidden, store, pattern, relative_keys, self._slots(token_idx))
 
-    def _run(self, store: KeyValueStore, tokens: th.Tensor, pattern: AttentionPattern, slots) -> th.Tensor:
-        if self.config.mem_len:  # cache slots can be empty
-            blocked = pattern.blocked | ~store.key_valid[:, None, : pattern.blocked.shape[-1]]
-            pattern = AttentionPattern(blocked, pattern.distance_index)
-        transformer = self.transformer
-        relative_keys = transformer.relative_keys(tokens)
-        return transformer.run_tokens(transformer.input_drop(tokens), store, pattern, relative_keys, slots)
+    def _attend(self, store: KeyValueStore, tokens: th.Tensor, index: th.Tensor, slots) -> th.Tensor:
+        """:meth:`RATETransformer.run_tokens` in eval mode for tokens (B, q, d) at ``slots``, in few calls.
+
+        ``index`` (1 or B, q, n) picks each pair's relative-position score, ``-inf`` where it is blocked.
+        """
+        if self.transformer.training:
+            raise RuntimeError("incremental inference runs in eval mode: call .eval() on the model first")
+        cfg, (batch, q, _), n = self.config, tokens.shape, index.shape[-1]
+        heads, d_head, d_model = cfg.n_heads, cfg.d_head, cfg.d_model
+        index = index.expand(heads, batch, q, n)
+        cache_blocked = ~store.key_valid[None, :, None, :n] if cfg.mem_len else None
+        residual_scale = 2.0 if cfg.double_residual else 1.0
+        hidden = tokens.reshape(batch * q, d_model)
+        for layer_id, layer in enumerate(self._folded_layers(tokens)):
+            qkv = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(batch, q, 3, heads, d_head)
+            store.write(layer_id, qkv[:, :, 1:].permute(2, 3, 0, 1, 4), hidden.view(batch, q, d_model), slots)
+            query = qkv[:, :, 0].permute(2, 0, 1, 3).contiguous()  # (H, B, q, dh)
+            positions = th.baddbmm(layer.position_offsets, query.view(heads, -1, d_head), layer.relative_keys)
+            scores = positions.view(heads, batch, q, -1).gather(-1, index)
+            if cache_blocked is not None:  # empty cache slots
+                scores.masked_fill_(cache_blocked, float("-inf"))
+            keys, values = store.key_values[layer_id][..., :n, :].flatten(1, 2).unbind()
+            query, scores = query.view(heads * batch, q, d_head), scores.view(heads * batch, q, n)
+            weights = th.baddbmm(scores, query, keys.transpose(1, 2)).softmax(-1)
+            attended = th.bmm(weights, values).view(heads, batch * q, d_head).transpose(0, 1)
+            hidden = th.addmm(hidden, attended.reshape(batch * q, -1), layer.out_weight, beta=residual_scale)
+            hidden = th.layer_norm(hidden, (d_model,), *layer.norm)
+            if layer.ffn is not None:
+                hidden = layer.norm_ffn(hidden + layer.ffn(hidden))
+        return hidden.view(batch, q, d_model)
+
+    def _folded_layers(self, like: th.Tensor) -> list[_FoldedLayer]:
+        """The folded weights of every layer, rebuilt when a weight they copy changes."""
+        key = (like.dtype, like.device, weight_versions(self._fold_sources))
+        if self._folded is None or self._folded[0] != key:
+            with th.no_grad():
+                self._folded = (key, self._fold_layers(like))
+        return self._folded[1]
+
+    def _fold_layers(self, like: th.Tensor) -> list[_FoldedLayer]:
+        transformer, n_queries = self.transformer, self.config.n_heads * self.config.d_head
+        scale = self.config.d_head**-0.5
+        content_bias = transformer.content_bias * scale
+        offset_bias = (transformer.position_bias - transformer.content_bias) * scale
+        folded = []
+        for layer, relative_keys in zip(transformer.layers, transformer.relative_keys(like)):
+            weight = layer.qkv.weight.t().clone()
+            weight[:, :n_queries] *= scale
+            bias = th.cat([content_bias.flatten(), weight.new_zeros(2 * n_queries)])
+            keys = F.pad(relative_keys, (0, 1))
+            offsets = th.einsum("hd,hdp->hp", offset_bias, keys)[:, None].clone()
+            offsets[..., -1] = float("-inf")
+            norm = (layer.norm_attn.weight.detach(), layer.norm_attn.bias.detach(), layer.norm_attn.eps)
+            out_weight = layer.out_proj.weight.detach().t()
+            ffn, norm_ffn = (layer.ffn, layer.norm_ffn) if layer.ffn is not None else (None, None)
+            folded.append(_FoldedLayer(weight, bias, keys, offsets, out_weight, norm, ffn, norm_ffn))
+        return folded
 
     def _slots(self, x_idx: th.Tensor) -> th.Tensor:
         """The slots of tokens at X indices ``x_idx``."""
@@ -144,12 +223,15 @@ class IncrementalInference:
         step_idx = m + 3 * th.arange(k, device=device)[:, None] + th.arange(-1, 2, device=device)
         step_idx[0, 0] = cfg.n_tokens  # phase 0 has no previous action: its dummy goes to the scratch slot
 
-        def pattern(query_idx: th.Tensor) -> AttentionPattern:
-            allowed = attention_allowed(query_idx, key_idx, m, 3 * k)
-            return AttentionPattern.of(query_idx, key_idx, allowed, *self.transformer.distance_range)
+        lowest, highest = self.transformer.distance_range
 
-        step = pattern(step_idx)
-        step_by_phase = [step[phase][..., : self._step_keys(phase)] for phase in range(k)]
-        read = pattern(x_idx[:m])[..., : self.scratch_slot]
-        end = pattern(x_idx[m + 3 * k - 1 :])
+        def index(query_idx: th.Tensor) -> th.Tensor:
+            allowed = attention_allowed(query_idx, key_idx, m, 3 * k)
+            pattern = AttentionPattern.of(query_idx, key_idx, allowed, lowest, highest)
+            return pattern.distance_index.masked_fill(pattern.blocked, highest - lowest + 1)
+
+        step = index(step_idx)
+        step_by_phase = [step[phase : phase + 1, :, : self._step_keys(phase)] for phase in range(k)]
+        read = index(x_idx[:m])[None, :, : self.scratch_slot]
+        end = index(x_idx[m + 3 * k - 1 :])[None]
         return _Patterns(key_idx, read, step, step_by_phase, end, self._slots(x_idx))

@@ -17,6 +17,7 @@ tokens. The attention rule is a function of token indices alone, so both paths c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch as th
@@ -109,6 +110,12 @@ class RATEConfig:
     def n_tokens(self) -> int:
         """Length of X: read tokens, 3K segment tokens, write tokens."""
         return 2 * self.n_mem_tokens + 3 * self.segment_len
+
+
+def weight_versions(weights: Iterable[th.Tensor]) -> tuple[tuple[int, int], ...]:
+    """Identity and version counter of each tensor: a key that changes when an optimizer step or a load writes
+    to one of them, for caches of tensors derived from weights."""
+    return tuple((id(weight), weight._version) for weight in weights)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -287,8 +294,7 @@ class RATETransformer(nn.Module):
         """
         if self.training or th.is_grad_enabled():
             return self._project_positions(*self.distance_range, like)
-        weights = [layer.pos_proj.weight for layer in self.layers]
-        key = (like.dtype, like.device, tuple((id(weight), weight._version) for weight in weights))
+        key = (like.dtype, like.device, weight_versions(layer.pos_proj.weight for layer in self.layers))
         if self._position_cache is None or self._position_cache[0] != key:
             self._position_cache = (key, self._project_positions(*self.distance_range, like))
         return self._position_cache[1]

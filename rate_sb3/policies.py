@@ -257,8 +257,10 @@ class RATEPolicy(BasePolicy):
         if self.return_to_go_cap is not None:
             np.minimum(state.return_to_go, self.return_to_go_cap * self.return_scale, out=state.return_to_go)
         phase = state.step % self.config.segment_len
-        self._end_segments(state, np.flatnonzero((phase == 0) & (state.step > 0)))
-        self._begin_segments(state, np.flatnonzero(phase == 0))
+        segment_starts = phase == 0
+        if segment_starts.any():
+            self._end_segments(state, np.flatnonzero(segment_starts & (state.step > 0)))
+            self._begin_segments(state, np.flatnonzero(segment_starts))
         store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
         hidden = self.inference.step(store, self._step_tokens(observations, state), phase)[:, 2]
         actions = self.action_head.act(hidden, deterministic)
@@ -268,11 +270,9 @@ class RATEPolicy(BasePolicy):
 
     def _step_tokens(self, observations: th.Tensor, state: RATEState) -> th.Tensor:
         """This step's tokens [a_{t-1}, R_t, o_t] (n, 3, d)."""
-        return_to_go = th.as_tensor(state.return_to_go, device=observations.device)
-        returns, obs, actions = self.encode(
-            observations[:, None], self._last_action(state)[:, None], return_to_go[:, None]
-        )
-        return th.cat([actions, returns, obs], dim=1)
+        return_to_go = th.as_tensor(state.return_to_go[:, None], device=observations.device)
+        action = self.action_encoder(self._last_action(state))
+        return th.stack([action, self.return_encoder(return_to_go), self.observation_encoder(observations)], dim=1)
 
     def _last_action(self, state: RATEState) -> th.Tensor:
         """The previous model action per env: (n,) indices or (n, action_dim)."""

@@ -37,9 +37,9 @@ def test_mask_layout_matches_the_reference_rules():
     assert rows == expected
 
 
-def incremental_outputs(model: RATETransformer, tokens: th.Tensor) -> th.Tensor:
+def incremental_outputs(model: RATETransformer, tokens: th.Tensor, inference: IncrementalInference | None = None):
     """Feed tokens step by step as the policy does: [a_{t-1}, R_t, o_t] per step, memory written per segment."""
-    cfg, inference = model.config, IncrementalInference(model)
+    cfg, inference = model.config, inference or IncrementalInference(model)
     batch, n_steps = tokens.shape[0], tokens.shape[1] // 3
     memory = model.init_memory(batch) if cfg.n_mem_tokens else None
     cache = tokens.new_zeros(batch, cfg.n_layers, cfg.mem_len, cfg.d_model)
@@ -82,6 +82,31 @@ def test_step_by_step_inference_equals_training_forward(overrides):
         steps = incremental_outputs(model, tokens)
     full_r_o = full.view(batch, n_steps, 3, -1)[:, :, :2].reshape(batch, 2 * n_steps, -1)
     th.testing.assert_close(steps, full_r_o, atol=1e-9, rtol=1e-7)
+
+
+def test_incremental_inference_follows_weight_updates():
+    # inference folds some weights into cached copies: in-place updates (optimizer steps, loads) must reach them
+    model = make_model(mode="rate", mem_len=4)
+    tokens = th.randn(2, 3 * 6, 16, dtype=th.float64)
+    valid = th.ones(2, 18, dtype=th.bool)
+    inference = IncrementalInference(model)
+    with th.no_grad():
+        before = incremental_outputs(model, tokens, inference)
+        for layer in model.layers:
+            layer.qkv.weight.mul_(1.5)
+            layer.pos_proj.weight.add_(0.1)
+        model.content_bias.add_(0.2)
+        model.load_state_dict({"position_bias": model.position_bias - 0.3}, strict=False)
+        after = incremental_outputs(model, tokens, inference)
+        full = model(tokens, valid).hidden.view(2, 6, 3, -1)[:, :, :2].reshape(2, 12, -1)
+    assert not th.allclose(before, after)
+    th.testing.assert_close(after, full, atol=1e-9, rtol=1e-7)
+
+
+def test_incremental_inference_refuses_training_mode():
+    model = make_model().train()
+    with pytest.raises(RuntimeError, match=r"eval mode: call \.eval\(\)"):
+        incremental_outputs(model, th.randn(1, 9, 16, dtype=th.float64))
 
 
 def test_read_tokens_ignore_segment_content_and_later_segments_see_earlier_ones_only_through_memory():
