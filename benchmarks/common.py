@@ -7,6 +7,7 @@ import os
 import platform
 from pathlib import Path
 
+import numpy as np
 import torch as th
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -19,6 +20,19 @@ ZOO_LSTM_POLICY_KWARGS = dict(
     enable_critic_lstm=True,
     net_arch=dict(pi=[64], vf=[64]),
 )
+
+
+# The model of the inference benchmarks: the paper's T-Maze segment length with a mid-size model (speed depends
+# on the shapes, not on the weights).
+INFERENCE_ARCHITECTURE = dict(
+    context_len=50, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=8, n_heads_mrv=2, dropout=0.1
+)
+
+
+def observation_batch(rng: np.random.Generator, n_envs: int) -> dict[str, np.ndarray]:
+    """A T-Maze-like observation batch with the previous reward (values do not change the cost)."""
+    observation = rng.integers(-1, 2, size=(n_envs, 4)).astype(np.float32)
+    return {"observation": observation, "prev_reward": np.zeros((n_envs, 1), np.float32)}
 
 
 def machine_info() -> dict:

@@ -28,17 +28,12 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 import torch as th
-from common import RESULTS, machine_info, write_result
+from common import INFERENCE_ARCHITECTURE, RESULTS, machine_info, observation_batch, write_result
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.attention import KeyValueStore
 from rate_sb3.evaluate import evaluate
 from rate_sb3.policies import RATEPolicy, RATEState
-
-# The paper's T-Maze segment length with a mid-size model (speed depends on the shapes, not on the weights).
-ARCHITECTURE = dict(
-    context_len=50, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=8, n_heads_mrv=2, dropout=0.1
-)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -105,12 +100,6 @@ class RecomputeWindow:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def observation_batch(rng: np.random.Generator, n_envs: int) -> dict[str, np.ndarray]:
-    """A T-Maze-like observation batch with the previous reward (values do not change the cost)."""
-    observation = rng.integers(-1, 2, size=(n_envs, 4)).astype(np.float32)
-    return {"observation": observation, "prev_reward": np.zeros((n_envs, 1), np.float32)}
-
-
 def timed_predict(policy: RATEPolicy, obs: dict, state, starts: np.ndarray) -> tuple[float, RATEState]:
     started = time.perf_counter()
     _, state = policy.predict(obs, state, starts, deterministic=True)
@@ -316,14 +305,14 @@ def run(args: argparse.Namespace) -> dict:
     th.set_num_threads(args.threads)
     th.manual_seed(args.seed)
     result = {"benchmark": "inference_speed", "quick": args.quick, "machine": machine_info()}
-    model = RATE("RATEPolicy", "TMaze-v0", seed=args.seed, **ARCHITECTURE)
+    model = RATE("RATEPolicy", "TMaze-v0", seed=args.seed, **INFERENCE_ARCHITECTURE)
     policy = model.policy
     k = policy.config.segment_len
     repeats = {n_envs: repeats_for(n_envs, args.repeats) for n_envs in args.batches}
     settings = dict(batches_a=args.batches, repeats=repeats, steps_per_episode_a=3 * k)
     settings.update(flatness_points=FLATNESS_POINTS, flatness_window=args.window, flatness_block=BLOCK)
     settings.update(eval_episodes=args.episodes, threads=args.threads)
-    result.update(architecture=ARCHITECTURE, settings=settings, check=check_same_logits(policy))
+    result.update(architecture=INFERENCE_ARCHITECTURE, settings=settings, check=check_same_logits(policy))
     print(f"check: {result['check']}", flush=True)
     result["incremental_vs_recompute"] = {}
     for n_envs in args.batches:
