@@ -66,9 +66,6 @@ class IncrementalInference:
         self.scratch_slot = self.config.mem_len + self.config.n_mem_tokens  # also phase 0's first step slot
         self._patterns: _Patterns | None = None
         self._folded: tuple | None = None
-        layers = transformer.layers
-        self._fold_sources = [transformer.content_bias, transformer.position_bias]  # what the folded weights copy
-        self._fold_sources += [weight for layer in layers for weight in (layer.qkv.weight, layer.pos_proj.weight)]
 
     def empty_buffers(self, batch: int, like: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Zeroed keys and values (n_layers, 2, H, B, slots, dh), layer inputs (n_layers, B, slots, d) (0 wide
@@ -176,12 +173,19 @@ class IncrementalInference:
         return hidden.view(batch, q, d_model)
 
     def _folded_layers(self, like: th.Tensor) -> list[_FoldedLayer]:
-        """The folded weights of every layer, rebuilt when a weight they copy changes."""
-        key = (like.dtype, like.device, weight_versions(self._fold_sources))
+        """The folded weights of every layer, rebuilt when a weight they copy or view changes or is replaced."""
+        key = (like.dtype, like.device, weight_versions(self._fold_sources()))
         if self._folded is None or self._folded[0] != key:
             with th.no_grad():
                 self._folded = (key, self._fold_layers(like))
         return self._folded[1]
+
+    def _fold_sources(self) -> list[th.Tensor]:
+        transformer = self.transformer
+        sources = [transformer.content_bias, transformer.position_bias]
+        for layer in transformer.layers:
+            sources += [layer.qkv.weight, layer.pos_proj.weight, layer.out_proj.weight, *layer.norm_attn.parameters()]
+        return sources
 
     def _fold_layers(self, like: th.Tensor) -> list[_FoldedLayer]:
         transformer, n_queries = self.transformer, self.config.n_heads * self.config.d_head

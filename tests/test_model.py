@@ -85,22 +85,30 @@ def test_step_by_step_inference_equals_training_forward(overrides):
 
 
 def test_incremental_inference_follows_weight_updates():
-    # inference folds some weights into cached copies: in-place updates (optimizer steps, loads) must reach them
+    # inference folds some weights into cached copies and views: updates in place (optimizer steps, loads) and
+    # replaced parameters (load_state_dict(assign=True)) must both reach them
     model = make_model(mode="rate", mem_len=4)
     tokens = th.randn(2, 3 * 6, 16, dtype=th.float64)
     valid = th.ones(2, 18, dtype=th.bool)
     inference = IncrementalInference(model)
+
+    def full_forward():
+        return model(tokens, valid).hidden.view(2, 6, 3, -1)[:, :, :2].reshape(2, 12, -1)
+
     with th.no_grad():
-        before = incremental_outputs(model, tokens, inference)
+        outputs = [incremental_outputs(model, tokens, inference)]
         for layer in model.layers:
             layer.qkv.weight.mul_(1.5)
             layer.pos_proj.weight.add_(0.1)
         model.content_bias.add_(0.2)
         model.load_state_dict({"position_bias": model.position_bias - 0.3}, strict=False)
-        after = incremental_outputs(model, tokens, inference)
-        full = model(tokens, valid).hidden.view(2, 6, 3, -1)[:, :, :2].reshape(2, 12, -1)
-    assert not th.allclose(before, after)
-    th.testing.assert_close(after, full, atol=1e-9, rtol=1e-7)
+        outputs.append(incremental_outputs(model, tokens, inference))
+        th.testing.assert_close(outputs[-1], full_forward(), atol=1e-9, rtol=1e-7)
+        replaced = {f"layers.{i}.out_proj.weight": layer.out_proj.weight * 0.5 for i, layer in enumerate(model.layers)}
+        model.load_state_dict(replaced, strict=False, assign=True)  # new Parameter objects
+        outputs.append(incremental_outputs(model, tokens, inference))
+        th.testing.assert_close(outputs[-1], full_forward(), atol=1e-9, rtol=1e-7)
+    assert not th.allclose(outputs[0], outputs[1]) and not th.allclose(outputs[1], outputs[2])
 
 
 def test_incremental_inference_refuses_training_mode():
