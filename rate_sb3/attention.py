@@ -169,6 +169,8 @@ class RelativeAttentionLayer(nn.Module):
         attended = (weights @ values).permute(1, 2, 0, 3).flatten(-2)
         residual = hidden * 2 if self.double_residual else hidden
         hidden = self.norm_attn(residual + self.resid_drop(self.out_proj(attended)))
-        if self.ffn is not None:
-            hidden = self.norm_ffn(hidden + self.ffn(hidden))
-        return hidden
+        return self.feed_forward(hidden)
+
+    def feed_forward(self, hidden: th.Tensor) -> th.Tensor:
+        """The feed-forward block with its residual and LayerNorm; the input unchanged without one."""
+        return hidden if self.ffn is None else self.norm_ffn(hidden + self.ffn(hidden))

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch as th
-from torch import nn
 from torch.nn import functional as F
 
 from rate_sb3.attention import AttentionPattern, KeyValueStore, attention_allowed
@@ -53,8 +52,6 @@ class _FoldedLayer:
     position_offsets: th.Tensor  # (H, 1, P + 1): scaled (position bias - content bias) . keys; -inf last
     out_weight: th.Tensor  # (H dh, d) a view of the output projection
     norm: tuple[th.Tensor, th.Tensor, float]  # the attention LayerNorm's weight, bias and eps
-    ffn: nn.Module | None  # the feed-forward block and its LayerNorm, if any
-    norm_ffn: nn.Module | None
 
 
 class IncrementalInference:
@@ -154,7 +151,8 @@ class IncrementalInference:
         cache_blocked = ~store.key_valid[None, :, None, :n] if cfg.mem_len else None
         residual_scale = 2.0 if cfg.double_residual else 1.0
         hidden = tokens.reshape(batch * q, d_model)
-        for layer_id, layer in enumerate(self._folded_layers(tokens)):
+        layers = zip(self.transformer.layers, self._folded_layers(tokens))
+        for layer_id, (module, layer) in enumerate(layers):
             qkv = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(batch, q, 3, heads, d_head)
             store.write(layer_id, qkv[:, :, 1:].permute(2, 3, 0, 1, 4), hidden.view(batch, q, d_model), slots)
             query = qkv[:, :, 0].permute(2, 0, 1, 3).contiguous()  # (H, B, q, dh)
@@ -167,9 +165,7 @@ class IncrementalInference:
             weights = th.baddbmm(scores, query, keys.transpose(1, 2)).softmax(-1)
             attended = th.bmm(weights, values).view(heads, batch * q, d_head).transpose(0, 1)
             hidden = th.addmm(hidden, attended.reshape(batch * q, -1), layer.out_weight, beta=residual_scale)
-            hidden = th.layer_norm(hidden, (d_model,), *layer.norm)
-            if layer.ffn is not None:
-                hidden = layer.norm_ffn(hidden + layer.ffn(hidden))
+            hidden = module.feed_forward(th.layer_norm(hidden, (d_model,), *layer.norm))
         return hidden.view(batch, q, d_model)
 
     def _folded_layers(self, like: th.Tensor) -> list[_FoldedLayer]:
@@ -202,8 +198,7 @@ class IncrementalInference:
             offsets[..., -1] = float("-inf")
             norm = (layer.norm_attn.weight.detach(), layer.norm_attn.bias.detach(), layer.norm_attn.eps)
             out_weight = layer.out_proj.weight.detach().t()
-            ffn, norm_ffn = (layer.ffn, layer.norm_ffn) if layer.ffn is not None else (None, None)
-            folded.append(_FoldedLayer(weight, bias, keys, offsets, out_weight, norm, ffn, norm_ffn))
+            folded.append(_FoldedLayer(weight, bias, keys, offsets, out_weight, norm))
         return folded
 
     def _slots(self, x_idx: th.Tensor) -> th.Tensor:
