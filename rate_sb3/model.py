@@ -9,10 +9,10 @@ segment tokens are causal and also see the read tokens and an optional detached 
 (``mem_len``); write tokens see all of X. The write outputs go through the Memory Retention Valve
 (cross-attention, old memory as query) to give M_{n+1}.
 
-Every token, in training or inference, goes through :meth:`RATETransformer.run_tokens`: the training
-forward runs all 2m + 3K tokens of a segment at once, and incremental inference (:mod:`rate_sb3.inference`)
-runs the read tokens, then a few tokens per env step against cached keys and values, then the write
-tokens. The attention rule is a function of token indices alone, so both paths compute the same numbers.
+The training forward runs all 2m + 3K tokens of a segment at once through :meth:`RATETransformer.run_tokens`.
+Incremental inference (:mod:`rate_sb3.inference`) runs the read tokens, then a few tokens per env step against
+cached keys and values, then the write tokens, through a lean eval-mode equivalent of it. The attention rule is
+a function of token indices alone, so both paths compute the same numbers (a test checks it).
 """
 
 from __future__ import annotations
