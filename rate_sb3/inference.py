@@ -23,10 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch as th
+from torch import nn
 from torch.nn import functional as F
 
 from rate_sb3.attention import AttentionPattern, KeyValueStore, attention_allowed
-from rate_sb3.model import RATETransformer, weight_versions
+from rate_sb3.derived import DerivedWeights
+from rate_sb3.model import RATETransformer
 
 
 @dataclass
@@ -46,11 +48,11 @@ class _Patterns:
 class _FoldedLayer:
     """One layer's weights for :meth:`IncrementalInference._attend`."""
 
-    qkv_weight: th.Tensor  # (d, 3 H dh): the query columns scaled
-    qkv_bias: th.Tensor  # (3 H dh,): the scaled content bias on the queries, zeros on keys and values
+    qkv_weight: th.Tensor  # (3H, d, dh): query, key and value weights head by head, the queries' scaled
+    qkv_bias: th.Tensor  # (3H, 1, dh): the scaled content bias on the queries, zeros on keys and values
     relative_keys: th.Tensor  # (H, dh, P + 1): a zero column after the P distances
     position_offsets: th.Tensor  # (H, 1, P + 1): scaled (position bias - content bias) . keys; -inf last
-    out_weight: th.Tensor  # (H dh, d) a view of the output projection
+    out_weight: th.Tensor  # (H, dh, d) a view of the output projection, head by head
     norm: tuple[th.Tensor, th.Tensor, float]  # the attention LayerNorm's weight, bias and eps
 
 
@@ -62,7 +64,7 @@ class IncrementalInference:
         self.n_slots = self.config.mem_len + self.config.n_tokens + 1
         self.scratch_slot = self.config.mem_len + self.config.n_mem_tokens  # also phase 0's first step slot
         self._patterns: _Patterns | None = None
-        self._folded: tuple | None = None
+        self._folded_layers = DerivedWeights(self._fold_sources(), self._fold_layers)
 
     def empty_buffers(self, batch: int, like: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Zeroed keys and values (n_layers, 2, H, B, slots, dh), layer inputs (n_layers, B, slots, d) (0 wide
@@ -147,57 +149,50 @@ class IncrementalInference:
             raise RuntimeError("incremental inference runs in eval mode: call .eval() on the model first")
         cfg, (batch, q, _), n = self.config, tokens.shape, index.shape[-1]
         heads, d_head, d_model = cfg.n_heads, cfg.d_head, cfg.d_model
-        index = index.expand(heads, batch, q, n)
+        index = index.expand(heads, batch, q, n).reshape(heads, batch * q, n)
         cache_blocked = ~store.key_valid[None, :, None, :n] if cfg.mem_len else None
         residual_scale = 2.0 if cfg.double_residual else 1.0
         hidden = tokens.reshape(batch * q, d_model)
         layers = zip(self.transformer.layers, self._folded_layers(tokens))
         for layer_id, (module, layer) in enumerate(layers):
-            qkv = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(batch, q, 3, heads, d_head)
-            store.write(layer_id, qkv[:, :, 1:].permute(2, 3, 0, 1, 4), hidden.view(batch, q, d_model), slots)
-            query = qkv[:, :, 0].permute(2, 0, 1, 3).contiguous()  # (H, B, q, dh)
-            positions = th.baddbmm(layer.position_offsets, query.view(heads, -1, d_head), layer.relative_keys)
-            scores = positions.view(heads, batch, q, -1).gather(-1, index)
+            qkv = th.baddbmm(layer.qkv_bias, hidden.expand(3 * heads, -1, -1), layer.qkv_weight)  # (3H, B q, dh)
+            store.write(layer_id, qkv[heads:].view(2, heads, batch, q, d_head), hidden.view(batch, q, -1), slots)
+            query = qkv[:heads]
+            scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys).gather(-1, index)
             if cache_blocked is not None:  # empty cache slots
-                scores.masked_fill_(cache_blocked, float("-inf"))
+                scores.view(heads, batch, q, n).masked_fill_(cache_blocked, float("-inf"))
             keys, values = store.key_values[layer_id][..., :n, :].flatten(1, 2).unbind()
             query, scores = query.view(heads * batch, q, d_head), scores.view(heads * batch, q, n)
             weights = th.baddbmm(scores, query, keys.transpose(1, 2)).softmax(-1)
-            attended = th.bmm(weights, values).view(heads, batch * q, d_head).transpose(0, 1)
-            hidden = th.addmm(hidden, attended.reshape(batch * q, -1), layer.out_weight, beta=residual_scale)
+            attended = th.bmm(weights, values).view(heads, batch * q, d_head)
+            hidden = th.bmm(attended, layer.out_weight).sum(0).add_(hidden, alpha=residual_scale)
             hidden = module.feed_forward(th.layer_norm(hidden, (d_model,), *layer.norm))
         return hidden.view(batch, q, d_model)
 
-    def _folded_layers(self, like: th.Tensor) -> list[_FoldedLayer]:
-        """The folded weights of every layer, rebuilt when a weight they copy or view changes or is replaced."""
-        key = (like.dtype, like.device, weight_versions(self._fold_sources()))
-        if self._folded is None or self._folded[0] != key:
-            with th.no_grad():
-                self._folded = (key, self._fold_layers(like))
-        return self._folded[1]
-
-    def _fold_sources(self) -> list[th.Tensor]:
+    def _fold_sources(self) -> list[tuple[nn.Module, str]]:
+        """Every parameter that :meth:`_fold_layers` copies or views."""
         transformer = self.transformer
-        sources = [transformer.content_bias, transformer.position_bias]
+        sources = [(transformer, "content_bias"), (transformer, "position_bias")]
         for layer in transformer.layers:
-            sources += [layer.qkv.weight, layer.pos_proj.weight, layer.out_proj.weight, *layer.norm_attn.parameters()]
+            sources += [(layer.qkv, "weight"), (layer.pos_proj, "weight"), (layer.out_proj, "weight")]
+            sources += [(layer.norm_attn, "weight"), (layer.norm_attn, "bias")]
         return sources
 
     def _fold_layers(self, like: th.Tensor) -> list[_FoldedLayer]:
-        transformer, n_queries = self.transformer, self.config.n_heads * self.config.d_head
-        scale = self.config.d_head**-0.5
+        transformer, heads, d_head = self.transformer, self.config.n_heads, self.config.d_head
+        scale = d_head**-0.5
         content_bias = transformer.content_bias * scale
         offset_bias = (transformer.position_bias - transformer.content_bias) * scale
         folded = []
         for layer, relative_keys in zip(transformer.layers, transformer.relative_keys(like)):
-            weight = layer.qkv.weight.t().clone()
-            weight[:, :n_queries] *= scale
-            bias = th.cat([content_bias.flatten(), weight.new_zeros(2 * n_queries)])
+            weight = layer.qkv.weight.view(3 * heads, d_head, -1).transpose(1, 2).clone()  # (3H, d, dh)
+            weight[:heads] *= scale
+            bias = th.cat([content_bias, weight.new_zeros(2 * heads, d_head)])[:, None]
             keys = F.pad(relative_keys, (0, 1))
             offsets = th.einsum("hd,hdp->hp", offset_bias, keys)[:, None].clone()
             offsets[..., -1] = float("-inf")
             norm = (layer.norm_attn.weight.detach(), layer.norm_attn.bias.detach(), layer.norm_attn.eps)
-            out_weight = layer.out_proj.weight.detach().t()
+            out_weight = layer.out_proj.weight.detach().t().view(heads, d_head, -1)
             folded.append(_FoldedLayer(weight, bias, keys, offsets, out_weight, norm))
         return folded
 

@@ -17,7 +17,6 @@ a function of token indices alone, so both paths compute the same numbers (a tes
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch as th
@@ -31,6 +30,7 @@ from rate_sb3.attention import (
     dropout,
     sinusoid,
 )
+from rate_sb3.derived import DerivedWeights
 
 MODES = ("rate", "rmt", "trxl", "dt")
 MEMORY_GRADS = ("bptt", "detach")
@@ -112,12 +112,6 @@ class RATEConfig:
         return 2 * self.n_mem_tokens + 3 * self.segment_len
 
 
-def weight_versions(weights: Iterable[th.Tensor]) -> tuple[tuple[int, int], ...]:
-    """Identity and version counter of each tensor: a key that changes when an optimizer step or a load writes
-    to one of them, for caches of tensors derived from weights."""
-    return tuple((id(weight), weight._version) for weight in weights)
-
-
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(f"RATEConfig: {message}")
@@ -160,7 +154,10 @@ class RATETransformer(nn.Module):
         self.input_drop = dropout(config.dropout)
         self.position_drop = dropout(config.dropout)
         self.output_drop = dropout(config.dropout)
-        self._position_cache: tuple | None = None
+        self._relative_keys = DerivedWeights(
+            [(layer.pos_proj, "weight") for layer in self.layers],
+            self._project_distance_range,
+        )
 
     def forward(
         self,
@@ -289,15 +286,14 @@ class RATETransformer(nn.Module):
     def relative_keys(self, like: th.Tensor) -> list[th.Tensor]:
         """Per-layer relative-position keys over :attr:`distance_range`.
 
-        Inference calls reuse them until a weight changes (an optimizer step or a load bumps the tensors'
-        version counters).
+        Inference calls reuse them until a position projection is updated or replaced.
         """
         if self.training or th.is_grad_enabled():
-            return self._project_positions(*self.distance_range, like)
-        key = (like.dtype, like.device, weight_versions(layer.pos_proj.weight for layer in self.layers))
-        if self._position_cache is None or self._position_cache[0] != key:
-            self._position_cache = (key, self._project_positions(*self.distance_range, like))
-        return self._position_cache[1]
+            return self._project_distance_range(like)
+        return self._relative_keys(like)
+
+    def _project_distance_range(self, like: th.Tensor) -> list[th.Tensor]:
+        return self._project_positions(*self.distance_range, like)
 
     def _project_positions(self, lowest: int, highest: int, like: th.Tensor) -> list[th.Tensor]:
         distances = th.arange(lowest, highest + 1, device=like.device, dtype=like.dtype)
