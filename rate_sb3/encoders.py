@@ -16,6 +16,8 @@ from stable_baselines3.common.preprocessing import (
 from torch import nn
 from torch.nn import functional as F
 
+from rate_sb3.derived import DerivedWeights
+
 SUPPORTED_OBSERVATIONS = (spaces.Box, spaces.Discrete, spaces.MultiBinary)
 SUPPORTED_ACTIONS = (spaces.Discrete, spaces.Box)
 
@@ -76,6 +78,14 @@ class ObservationEncoder(nn.Module):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         return self.net(preprocess_obs(observations, self.space, normalize_images=self.normalize_images))
+
+    @property
+    def flat_linear(self) -> nn.Linear | None:
+        """The encoder's linear layer when it is all there is: a layer over the flattened observation as floats
+        (Box vectors, MultiBinary); None for images and one-hot Discrete observations."""
+        if isinstance(self.space, spaces.Discrete) or isinstance(self.net, ImageEncoder):
+            return None
+        return self.net[1]
 
     def steps(self, observations: th.Tensor) -> th.Tensor:
         """Tokens (B, W, d) of the observations of windows (B, W, *shape)."""
@@ -160,6 +170,72 @@ class SquashedGaussianHead(nn.Module):
 
     def mode(self, hidden: th.Tensor) -> th.Tensor:
         return th.tanh(self._normal(hidden).mean)
+
+
+class StepEncoder:
+    """The tokens [a_{t-1}, R_t, o_t] of one env step in a single matrix product, for ``predict``.
+
+    With one env a step costs PyTorch calls, not arithmetic, so the host writes each env's features
+    [previous action | return-to-go | flattened observation] into one row and a block-diagonal matrix maps the
+    row to the three tokens. A Discrete action's features are one-hot, and its tanh is folded into the
+    embedding table; a Box action's tanh follows the product. An observation encoder that is more than a
+    linear layer (a CNN, a one-hot Discrete) runs on its own and its token is appended.
+    """
+
+    def __init__(
+        self, action_encoder: ActionEncoder, return_encoder: nn.Linear, observation_encoder: ObservationEncoder
+    ) -> None:
+        self.action_encoder, self.return_encoder = action_encoder, return_encoder
+        self.observation_encoder = observation_encoder
+        self.observation_linear = observation_encoder.flat_linear
+        self.d_model = return_encoder.out_features
+        action_net = action_encoder.net
+        self.action_width = action_net.num_embeddings if action_encoder.discrete else action_net.in_features
+        self.observation_width = self.observation_linear.in_features if self.observation_linear else 0
+        sources = [(action_net, "weight"), (return_encoder, "weight"), (return_encoder, "bias")]
+        if not action_encoder.discrete:
+            sources.append((action_net, "bias"))
+        if self.observation_linear is not None:
+            sources += [(self.observation_linear, "weight"), (self.observation_linear, "bias")]
+        self._folded = DerivedWeights(sources, self._fold)
+
+    def __call__(
+        self, last_action: np.ndarray, return_to_go: np.ndarray, observations: np.ndarray, like: th.Tensor
+    ) -> th.Tensor:
+        """Tokens (n, 3, d) like ``like`` (dtype, device) from host arrays: the previous model actions
+        (n, action_dim), the scaled returns-to-go (n,) and the observations (n, *shape)."""
+        n, width = len(return_to_go), self.action_width
+        features = np.zeros((n, width + 1 + self.observation_width), np.float32)
+        if self.action_encoder.discrete:
+            features[np.arange(n), last_action[:, 0].astype(np.int64)] = 1.0
+        else:
+            features[:, :width] = last_action
+        features[:, width] = return_to_go
+        if self.observation_linear is not None:
+            features[:, width + 1 :] = observations.reshape(n, -1)
+        weight, bias = self._folded(like)
+        tokens = th.addmm(bias, th.from_numpy(features).to(like.device, like.dtype), weight).view(n, -1, self.d_model)
+        if not self.action_encoder.discrete:
+            tokens[:, 0].tanh_()
+        if self.observation_linear is None:
+            observation_tokens = self.observation_encoder(th.as_tensor(observations, device=like.device))
+            tokens = th.cat([tokens, observation_tokens[:, None]], dim=1)
+        return tokens
+
+    def _fold(self, like: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        d, width, action_net = self.d_model, self.action_width, self.action_encoder.net
+        observation_linear = self.observation_linear
+        n_tokens = 2 if observation_linear is None else 3
+        weight = like.new_zeros(width + 1 + self.observation_width, n_tokens * d)
+        bias = like.new_zeros(n_tokens * d)
+        if self.action_encoder.discrete:
+            weight[:width, :d] = th.tanh(action_net.weight)
+        else:
+            weight[:width, :d], bias[:d] = action_net.weight.t(), action_net.bias
+        weight[width, d : 2 * d], bias[d : 2 * d] = self.return_encoder.weight[:, 0], self.return_encoder.bias
+        if observation_linear is not None:
+            weight[width + 1 :, 2 * d :], bias[2 * d :] = observation_linear.weight.t(), observation_linear.bias
+        return weight, bias
 
 
 def make_action_head(space: spaces.Space, d_model: int) -> nn.Module:

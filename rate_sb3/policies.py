@@ -12,7 +12,7 @@ from stable_baselines3.common.preprocessing import maybe_transpose
 from stable_baselines3.common.type_aliases import Schedule
 
 from rate_sb3.critic import HistoryCritic
-from rate_sb3.encoders import ActionEncoder, ObservationEncoder, check_spaces, make_action_head
+from rate_sb3.encoders import ActionEncoder, ObservationEncoder, StepEncoder, check_spaces, make_action_head
 from rate_sb3.inference import IncrementalInference
 from rate_sb3.model import RATEConfig, RATETransformer
 from rate_sb3.wrappers import OBSERVATION_KEY, PREV_REWARD_KEY, WRAP_HINT, has_reward_feedback
@@ -23,8 +23,9 @@ class RATEState(NamedTuple):
 
     The model's part is tensors on the policy's device (keys and values layer and head first, see
     :meth:`rate_sb3.inference.IncrementalInference.empty_buffers`), made under ``torch.inference_mode``:
-    change them only through ``predict``, or on a copy. The counters stay on the host, so that ``predict``
-    finds segment boundaries without waiting for the device.
+    change them only through ``predict``, or on a copy. The counters and the last action stay on the host, so
+    that ``predict`` finds segment boundaries without waiting for the device and builds the next step's tokens
+    there.
     """
 
     memory: th.Tensor  # (n, m, d) memory of the current segment
@@ -32,7 +33,7 @@ class RATEState(NamedTuple):
     layer_inputs: th.Tensor  # (layers, n, slots, d) layer inputs, kept only when mem_len > 0
     cache: th.Tensor  # (n, layers, mem_len, d) hidden-state cache
     key_valid: th.Tensor  # (n, slots) bool, False at empty cache slots
-    last_action: th.Tensor  # (n, action_dim) the action returned at the previous step
+    last_action: np.ndarray  # (n, action_dim) the model action returned at the previous step
     step: np.ndarray  # (n,) env steps taken in the current episode
     return_to_go: np.ndarray  # (n,) scaled return-to-go of the current step
 
@@ -109,6 +110,7 @@ class RATEPolicy(BasePolicy):
         self.return_encoder = th.nn.Linear(1, d)
         self.transformer = RATETransformer(self.config)
         self.inference = IncrementalInference(self.transformer)
+        self.step_encoder = StepEncoder(self.action_encoder, self.return_encoder, self.observation_encoder)
         self.action_head = make_action_head(action_space, d)
         self.critic = (
             HistoryCritic(self.inner_observation_space, action_space, self.config, normalize_images) if critic else None
@@ -199,7 +201,7 @@ class RATEPolicy(BasePolicy):
             layer_inputs=layer_inputs,
             cache=like.new_zeros(n_envs, cfg.n_layers, cfg.mem_len, cfg.d_model),
             key_valid=key_valid,
-            last_action=like.new_zeros(n_envs, self.action_dim),
+            last_action=np.zeros((n_envs, self.action_dim), np.float32),
             step=np.zeros(n_envs, np.int64),
             return_to_go=np.zeros(n_envs, np.float32),
         )
@@ -237,20 +239,21 @@ class RATEPolicy(BasePolicy):
         """Stateless step (every observation starts an episode); use :meth:`predict` to carry memory."""
         raise NotImplementedError("RATEPolicy is stateful: call predict(obs, state, episode_start)")
 
-    def _split_observation(self, observation: Any) -> tuple[th.Tensor, np.ndarray, bool]:
+    def _split_observation(self, observation: Any) -> tuple[np.ndarray, np.ndarray, bool]:
         if not isinstance(observation, dict) or set(observation) != {OBSERVATION_KEY, PREV_REWARD_KEY}:
             raise ValueError(f"RATEPolicy.predict needs observations with the previous reward; {WRAP_HINT}")
         prev_reward = np.asarray(observation[PREV_REWARD_KEY], dtype=np.float32)
         vectorized = prev_reward.ndim == 2
-        # channel-last images from an env without VecTransposeImage (rl_zoo3 enjoy) become channel-first
-        inner = maybe_transpose(np.asarray(observation[OBSERVATION_KEY]), self.inner_observation_space)
+        inner = np.asarray(observation[OBSERVATION_KEY])
+        if self.step_encoder.observation_linear is None:
+            # channel-last images from an env without VecTransposeImage (rl_zoo3 enjoy) become channel-first
+            inner = maybe_transpose(inner, self.inner_observation_space)
         if not vectorized:
             inner, prev_reward = inner[None], prev_reward[None]
-        tensor = th.as_tensor(inner, device=self.device)
-        return tensor, prev_reward.reshape(-1), vectorized
+        return inner, prev_reward.reshape(-1), vectorized
 
     def _act(
-        self, observations: th.Tensor, prev_reward: np.ndarray, state: RATEState, starts: np.ndarray, deterministic
+        self, observations: np.ndarray, prev_reward: np.ndarray, state: RATEState, starts: np.ndarray, deterministic
     ) -> np.ndarray:
         self._restart(state, starts)
         state.return_to_go[:] -= prev_reward * self.return_scale * ~starts
@@ -261,22 +264,14 @@ class RATEPolicy(BasePolicy):
         if segment_starts.any():
             self._end_segments(state, np.flatnonzero(segment_starts & (state.step > 0)))
             self._begin_segments(state, np.flatnonzero(segment_starts))
+        like = self.transformer.initial_memory
+        tokens = self.step_encoder(state.last_action, state.return_to_go, observations, like)
         store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
-        hidden = self.inference.step(store, self._step_tokens(observations, state), phase)[:, 2]
-        actions = self.action_head.act(hidden, deterministic)
+        hidden = self.inference.step(store, tokens, int(phase[0]) if len(phase) == 1 else phase)[:, 2]
+        actions = self.action_head.act(hidden, deterministic).cpu().numpy()
         state.step[:] += 1
-        state.last_action.copy_(actions.reshape(len(actions), -1))
-        return actions.cpu().numpy()
-
-    def _step_tokens(self, observations: th.Tensor, state: RATEState) -> th.Tensor:
-        """This step's tokens [a_{t-1}, R_t, o_t] (n, 3, d)."""
-        return_to_go = th.as_tensor(state.return_to_go[:, None], device=observations.device)
-        action = self.action_encoder(self._last_action(state))
-        return th.stack([action, self.return_encoder(return_to_go), self.observation_encoder(observations)], dim=1)
-
-    def _last_action(self, state: RATEState) -> th.Tensor:
-        """The previous model action per env: (n,) indices or (n, action_dim)."""
-        return state.last_action[:, 0] if self.discrete_actions else state.last_action
+        state.last_action[:] = actions.reshape(len(actions), -1)
+        return actions
 
     def _restart(self, state: RATEState, starts: np.ndarray) -> None:
         if not starts.any():
@@ -286,7 +281,7 @@ class RATEPolicy(BasePolicy):
         state.return_to_go[starts] = self.target_return * self.return_scale
         state.memory[rows] = self.transformer.initial_memory.to(state.memory.dtype)
         state.key_valid[rows, : self.config.mem_len] = False
-        state.last_action[rows] = 0.0
+        state.last_action[starts] = 0.0
 
     def _rows(self, envs: np.ndarray, n_envs: int) -> slice | th.Tensor:
         """Index of ``envs`` in the state's tensors: a slice when it is all of them (views, not copies)."""
@@ -300,7 +295,8 @@ class RATEPolicy(BasePolicy):
         store = self.inference.store(
             state.key_values[:, :, :, rows], state.layer_inputs[:, rows], state.key_valid[rows]
         )
-        last_action = self.action_encoder(self._last_action(state)[rows])[:, None]
+        last_action = th.as_tensor(state.last_action[envs], device=self.device)
+        last_action = self.action_encoder(last_action[:, 0] if self.discrete_actions else last_action)[:, None]
         memory, cache, cache_valid = self.inference.end_segment(
             store, last_action, state.memory[rows], state.cache[rows]
         )

@@ -15,6 +15,7 @@ from rate_sb3.policies import RATEPolicy
 from rate_sb3.wrappers import reward_observation_space
 
 SMALL = dict(context_len=4, n_segments=2, d_model=16, n_layers=2, n_heads=2, n_mem_tokens=2, batch_size=8)
+TINY = dict(segment_len=3, d_model=16, n_layers=2, n_heads=2, n_mem_tokens=2)  # RATEPolicy's own arguments
 
 
 def tmaze_episode(corridor_length: int, goal: int):
@@ -33,22 +34,35 @@ def tmaze_episode(corridor_length: int, goal: int):
     return np.array(observations), np.array(actions), np.array(rewards, dtype=np.float32)
 
 
-def recorded_step_hidden(policy: RATEPolicy, observations, actions, rewards) -> th.Tensor:
-    """Step through predict feeding the demo's actions, recording the hidden state at each step."""
+def recorded_step_hidden(policy: RATEPolicy, observations, model_actions: th.Tensor, rewards) -> th.Tensor:
+    """Step through predict feeding the given model actions, recording the hidden state at each step."""
     recorded = []
-    forced = iter(actions)
+    forced = iter(model_actions)
 
     def act(hidden, deterministic):
         recorded.append(hidden.clone())
-        return th.tensor([next(forced)])
+        return next(forced)[None]
 
     policy.action_head.act = act
     state, start, prev_reward = None, np.array([True]), 0.0
-    for t in range(len(actions)):
+    for t in range(len(model_actions)):
         obs = {"observation": observations[t][None], "prev_reward": np.array([[prev_reward]], dtype=np.float32)}
         _, state = policy.predict(obs, state, start)
         start, prev_reward = np.array([False]), rewards[t]
     return th.cat(recorded)
+
+
+def training_hidden(policy: RATEPolicy, observations, model_actions: th.Tensor, rewards) -> th.Tensor:
+    """The training forward's outputs at the observation tokens of one episode, padded to whole segments."""
+    n_steps = len(model_actions)
+    pad = -n_steps % policy.config.segment_len
+    pad_to = lambda x: th.cat([x, x.new_zeros(pad, *x.shape[1:])])  # noqa: E731
+    return policy.window_hidden(
+        pad_to(th.as_tensor(observations[:n_steps]))[None],
+        pad_to(model_actions)[None],
+        pad_to(th.as_tensor(hindsight_returns(rewards) * policy.return_scale))[None],
+        th.as_tensor(np.arange(n_steps + pad) < n_steps)[None],
+    )[0, :n_steps]
 
 
 @pytest.mark.parametrize("mode, mem_len", [("rate", 0), ("rate", 6), ("trxl", 12), ("dt", 0)])
@@ -58,17 +72,37 @@ def test_stateful_predict_equals_the_training_forward(mode, mem_len):
     observations, actions, rewards = tmaze_episode(corridor_length=13, goal=-1)  # 14 steps: 4 segments
     policy.target_return = float(rewards.sum())
     with th.no_grad():
-        steps = recorded_step_hidden(policy, observations, actions, rewards)
-        n_steps = len(actions)
-        pad = -n_steps % policy.config.segment_len
-        pad_to = lambda x: np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])  # noqa: E731
-        hidden = policy.window_hidden(
-            th.as_tensor(pad_to(observations[:-1]))[None],
-            th.as_tensor(pad_to(actions))[None],
-            th.as_tensor(pad_to(hindsight_returns(rewards) * policy.return_scale))[None],
-            th.as_tensor(np.arange(n_steps + pad) < n_steps)[None],
-        )[0, :n_steps]
+        steps = recorded_step_hidden(policy, observations, th.as_tensor(actions), rewards)
+        hidden = training_hidden(policy, observations, th.as_tensor(actions), rewards)
     th.testing.assert_close(steps, hidden, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "observation_space, action_space",
+    [
+        (spaces.Box(-1, 1, (2, 3)), spaces.Box(-2, 2, (2,))),
+        (spaces.Discrete(5), spaces.Discrete(3, start=1)),
+        (spaces.MultiBinary(6), spaces.Box(-1, 1, (1,))),
+        (spaces.Box(0, 255, (3, 7, 7), np.uint8), spaces.Discrete(4)),
+    ],
+)
+def test_predict_equals_the_training_forward_in_every_space(observation_space, action_space):
+    # predict builds a step's tokens its own way (one product over host features, or beside a CNN)
+    policy = RATEPolicy(reward_observation_space(observation_space), action_space, lambda _: 1e-3, **TINY).eval()
+    observation_space.seed(0), action_space.seed(0)
+    observations = np.stack([observation_space.sample() for _ in range(8)])
+    env_actions = th.as_tensor(np.stack([action_space.sample() for _ in range(7)]))
+    model_actions = policy.actions_to_model(env_actions.reshape(1, 7, -1))[0]
+    rewards = np.random.default_rng(0).normal(size=7).astype(np.float32)
+    policy.target_return = float(rewards.sum())
+    with th.no_grad():
+        # again after an in-place update of each parameter alone: predict's cached folds must all see it
+        for param in [None, *policy.parameters()]:
+            if param is not None:
+                param.add_(0.1 * th.randn_like(param))
+            steps = recorded_step_hidden(policy, observations, model_actions, rewards)
+            hidden = training_hidden(policy, observations, model_actions, rewards)
+            th.testing.assert_close(steps, hidden, atol=1e-4, rtol=1e-4)
 
 
 def test_batched_predict_with_different_segment_phases_equals_single_env_predict():
