@@ -66,7 +66,8 @@ class ObservationEncoder(nn.Module):
     def __init__(self, space: spaces.Space, d_model: int, normalize_images: bool = True) -> None:
         super().__init__()
         self.space, self.normalize_images = space, normalize_images
-        if is_image_space(space):
+        self.images = is_image_space(space)
+        if self.images:
             if not is_image_space_channels_first(space):
                 raise ValueError(
                     f"image observations must be channel-first, got shape {space.shape}; "
@@ -83,7 +84,7 @@ class ObservationEncoder(nn.Module):
     def flat_linear(self) -> nn.Linear | None:
         """The encoder's linear layer when it is all there is: a layer over the flattened observation as floats
         (Box vectors, MultiBinary); None for images and one-hot Discrete observations."""
-        if isinstance(self.space, spaces.Discrete) or isinstance(self.net, ImageEncoder):
+        if self.images or isinstance(self.space, spaces.Discrete):
             return None
         return self.net[1]
 

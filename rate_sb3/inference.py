@@ -106,7 +106,7 @@ class IncrementalInference:
         ``phase`` is an int for every row, or a host array with one per row.
         """
         patterns = self._patterns_on(tokens.device)
-        if not isinstance(phase, int) and (phase == phase[0]).all():
+        if not isinstance(phase, int) and (len(phase) == 1 or (phase == phase[0]).all()):
             phase = int(phase[0])
         if isinstance(phase, int):
             index, slots = patterns.step_by_phase[phase], self.scratch_slot + 3 * phase

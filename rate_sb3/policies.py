@@ -245,7 +245,7 @@ class RATEPolicy(BasePolicy):
         prev_reward = np.asarray(observation[PREV_REWARD_KEY], dtype=np.float32)
         vectorized = prev_reward.ndim == 2
         inner = np.asarray(observation[OBSERVATION_KEY])
-        if self.step_encoder.observation_linear is None:
+        if self.observation_encoder.images:
             # channel-last images from an env without VecTransposeImage (rl_zoo3 enjoy) become channel-first
             inner = maybe_transpose(inner, self.inner_observation_space)
         if not vectorized:
@@ -267,7 +267,7 @@ class RATEPolicy(BasePolicy):
         like = self.transformer.initial_memory
         tokens = self.step_encoder(state.last_action, state.return_to_go, observations, like)
         store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
-        hidden = self.inference.step(store, tokens, int(phase[0]) if len(phase) == 1 else phase)[:, 2]
+        hidden = self.inference.step(store, tokens, phase)[:, 2]
         actions = self.action_head.act(hidden, deterministic).cpu().numpy()
         state.step[:] += 1
         state.last_action[:] = actions.reshape(len(actions), -1)
