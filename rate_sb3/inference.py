@@ -14,7 +14,8 @@ the patterns are computed once. Slots after the newest token hold stale keys, wh
 With one env a step costs the number of PyTorch calls, not arithmetic, so these calls do not go through
 :meth:`RATETransformer.run_tokens` but through a lean equivalent (:meth:`IncrementalInference._attend`): the
 attention scale and the content bias are folded into the query projection, and a blocked query-key pair reads
-a ``-inf`` column of the relative-position scores, so that a layer is eleven calls.
+a ``-inf`` column of the relative-position scores, and the queries, keys and values come head-first from one
+batched product, so that a layer is a dozen arithmetic calls and a few views.
 """
 
 from __future__ import annotations
