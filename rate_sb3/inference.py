@@ -45,15 +45,31 @@ class _Patterns:
     x_slots: th.Tensor  # (n_tokens,) slot of each token of X
 
 
+class SlotStore(KeyValueStore):
+    """An inference store over preallocated buffers (shaped as :meth:`IncrementalInference.empty_buffers`
+    makes them), with views of each layer's keys (H B, dh, S) and values (H B, S, dh) for the attention.
+
+    Layer inputs are kept when their buffer has slots (a hidden-state cache).
+    """
+
+    def __init__(self, key_values: th.Tensor, layer_inputs: th.Tensor, key_valid: th.Tensor, key_idx) -> None:
+        super().__init__(list(key_values), key_idx, key_valid, list(layer_inputs) if layer_inputs.shape[-2] else None)
+        self.buffers = (key_values, layer_inputs, key_valid)
+        n_slots, d_head = key_values.shape[-2:]
+        by_head_and_row = [layer.view(2, -1, n_slots, d_head) for layer in key_values]  # a view: writes show
+        self.keys_t = [keys_values[0].transpose(1, 2) for keys_values in by_head_and_row]
+        self.values = [keys_values[1] for keys_values in by_head_and_row]
+
+
 @dataclass
 class _FoldedLayer:
     """One layer's weights for :meth:`IncrementalInference._attend`."""
 
-    qkv_weight: th.Tensor  # (3H, d, dh): query, key and value weights head by head, the queries' scaled
-    qkv_bias: th.Tensor  # (3H, 1, dh): the scaled content bias on the queries, zeros on keys and values
+    qkv_weight: th.Tensor  # (d, 3 H dh): query, key and value weights head by head, the queries' scaled
+    qkv_bias: th.Tensor  # (3 H dh,): the scaled content bias on the queries, zeros on keys and values
     relative_keys: th.Tensor  # (H, dh, P + 1): a zero column after the P distances
     position_offsets: th.Tensor  # (H, 1, P + 1): scaled (position bias - content bias) . keys; -inf last
-    out_weight: th.Tensor  # (H, dh, d) a view of the output projection, head by head
+    out_weight: th.Tensor  # (H dh, d) a view of the output projection
     norm: tuple[th.Tensor, th.Tensor, float]  # the attention LayerNorm's weight, bias and eps
 
 
@@ -65,6 +81,7 @@ class IncrementalInference:
         self.n_slots = self.config.mem_len + self.config.n_tokens + 1
         self.scratch_slot = self.config.mem_len + self.config.n_mem_tokens  # also phase 0's first step slot
         self._patterns: _Patterns | None = None
+        self._last_store: SlotStore | None = None
         self._folded_layers = DerivedWeights(self._fold_sources(), self._fold_layers)
 
     def empty_buffers(self, batch: int, like: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
@@ -87,12 +104,20 @@ class IncrementalInference:
             key_valid[:, : self.config.mem_len] = cache_valid
         return self.store(key_values, layer_inputs, key_valid)
 
-    def store(self, key_values: th.Tensor, layer_inputs: th.Tensor, key_valid: th.Tensor) -> KeyValueStore:
-        """A store that writes into the given buffers (shaped as :meth:`empty_buffers` makes them)."""
-        key_idx = self._patterns_on(key_values.device).key_idx
-        return KeyValueStore(list(key_values), key_idx, key_valid, list(layer_inputs) if self.config.mem_len else None)
+    def store(self, key_values: th.Tensor, layer_inputs: th.Tensor, key_valid: th.Tensor) -> SlotStore:
+        """A store that writes into the given buffers (shaped as :meth:`empty_buffers` makes them).
 
-    def begin_segment(self, store: KeyValueStore, memory: th.Tensor | None, cache: th.Tensor | None) -> None:
+        The store of the latest buffers is kept (holding them) and handed out again for the same buffers.
+        """
+        buffers = (key_values, layer_inputs, key_valid)
+        last = self._last_store
+        if last is None or any(new is not old for new, old in zip(buffers, last.buffers)):
+            key_idx = self._patterns_on(key_values.device).key_idx
+            last = SlotStore(key_values, layer_inputs, key_valid, key_idx)
+            self._last_store = last
+        return last
+
+    def begin_segment(self, store: SlotStore, memory: th.Tensor | None, cache: th.Tensor | None) -> None:
         """Put the cache's (B, n_layers, mem_len, d) keys and values in the store and run the read tokens."""
         cfg = self.config
         if cfg.mem_len:
@@ -101,7 +126,7 @@ class IncrementalInference:
         if cfg.n_mem_tokens:
             self._attend(store, memory, self._patterns_on(memory.device).read, slots=cfg.mem_len)
 
-    def step(self, store: KeyValueStore, tokens: th.Tensor, phase: int | np.ndarray) -> th.Tensor:
+    def step(self, store: SlotStore, tokens: th.Tensor, phase: int | np.ndarray) -> th.Tensor:
         """Run one env step's tokens [a_{s-1}, R_s, o_s] (B, 3, d) at phase s; returns their outputs.
 
         ``phase`` is an int for every row, or a host array with one per row.
@@ -118,7 +143,7 @@ class IncrementalInference:
         return self._attend(store, tokens, index, slots)
 
     def end_segment(
-        self, store: KeyValueStore, last_action: th.Tensor, memory: th.Tensor | None, cache: th.Tensor | None
+        self, store: SlotStore, last_action: th.Tensor, memory: th.Tensor | None, cache: th.Tensor | None
     ) -> tuple[th.Tensor | None, th.Tensor | None, th.Tensor | None]:
         """Run the segment's last action token (B, 1, d) and the write tokens; the next memory and cache."""
         cfg, m = self.config, self.config.n_mem_tokens
@@ -141,10 +166,11 @@ class IncrementalInference:
         hidden = transformer.input_drop(tokens)
         return transformer.run_tokens(hidden, store, pattern, relative_keys, self._slots(token_idx))
 
-    def _attend(self, store: KeyValueStore, tokens: th.Tensor, index: th.Tensor, slots) -> th.Tensor:
+    def _attend(self, store: SlotStore, tokens: th.Tensor, index: th.Tensor, slots) -> th.Tensor:
         """:meth:`RATETransformer.run_tokens` in eval mode for tokens (B, q, d) at ``slots``, in few calls.
 
-        ``index`` (1 or B, q, n) picks each pair's relative-position score, ``-inf`` where it is blocked.
+        ``index`` (1 or B, q, n) picks each pair's relative-position score with the first n keys, ``-inf``
+        where it is blocked.
         """
         if self.transformer.training:
             raise RuntimeError("incremental inference runs in eval mode: call .eval() on the model first")
@@ -156,17 +182,16 @@ class IncrementalInference:
         hidden = tokens.reshape(batch * q, d_model)
         layers = zip(self.transformer.layers, self._folded_layers(tokens))
         for layer_id, (module, layer) in enumerate(layers):
-            qkv = th.baddbmm(layer.qkv_bias, hidden.expand(3 * heads, -1, -1), layer.qkv_weight)  # (3H, B q, dh)
+            qkv = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(batch * q, 3 * heads, d_head).transpose(0, 1)
             store.write(layer_id, qkv[heads:].view(2, heads, batch, q, d_head), hidden.view(batch, q, -1), slots)
             query = qkv[:heads]
             scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys).gather(-1, index)
             if cache_blocked is not None:  # empty cache slots
                 scores.view(heads, batch, q, n).masked_fill_(cache_blocked, float("-inf"))
-            keys, values = store.key_values[layer_id][..., :n, :].flatten(1, 2).unbind()
-            query, scores = query.view(heads * batch, q, d_head), scores.view(heads * batch, q, n)
-            weights = th.baddbmm(scores, query, keys.transpose(1, 2)).softmax(-1)
-            attended = th.bmm(weights, values).view(heads, batch * q, d_head)
-            hidden = th.bmm(attended, layer.out_weight).sum(0).add_(hidden, alpha=residual_scale)
+            query, scores = query.reshape(heads * batch, q, d_head), scores.view(heads * batch, q, n)
+            weights = th.baddbmm(scores, query, store.keys_t[layer_id][..., :n]).softmax(-1)
+            attended = th.bmm(weights, store.values[layer_id][:, :n]).view(heads, batch * q, d_head).transpose(0, 1)
+            hidden = th.addmm(hidden, attended.reshape(batch * q, -1), layer.out_weight, beta=residual_scale)
             hidden = module.feed_forward(th.layer_norm(hidden, (d_model,), *layer.norm))
         return hidden.view(batch, q, d_model)
 
@@ -186,14 +211,14 @@ class IncrementalInference:
         offset_bias = (transformer.position_bias - transformer.content_bias) * scale
         folded = []
         for layer, relative_keys in zip(transformer.layers, transformer.relative_keys(like)):
-            weight = layer.qkv.weight.view(3 * heads, d_head, -1).transpose(1, 2).clone()  # (3H, d, dh)
-            weight[:heads] *= scale
-            bias = th.cat([content_bias, weight.new_zeros(2 * heads, d_head)])[:, None]
+            weight = layer.qkv.weight.t().clone()  # (d, 3 H dh)
+            weight[:, : heads * d_head] *= scale
+            bias = th.cat([content_bias.flatten(), weight.new_zeros(2 * heads * d_head)])
             keys = F.pad(relative_keys, (0, 1))
             offsets = th.einsum("hd,hdp->hp", offset_bias, keys)[:, None].clone()
             offsets[..., -1] = float("-inf")
             norm = (layer.norm_attn.weight.detach(), layer.norm_attn.bias.detach(), layer.norm_attn.eps)
-            out_weight = layer.out_proj.weight.detach().t().view(heads, d_head, -1)
+            out_weight = layer.out_proj.weight.detach().t()
             folded.append(_FoldedLayer(weight, bias, keys, offsets, out_weight, norm))
         return folded
 
