@@ -125,7 +125,7 @@ class CategoricalHead(nn.Module):
         return -(log_p.exp() * log_p).sum(-1)
 
     def act(self, hidden: th.Tensor, deterministic: bool) -> th.Tensor:
-        logits = self.linear(hidden)
+        logits = F.linear(hidden, self.linear.weight)  # predict calls this at every step: no module call
         if deterministic:
             return logits.argmax(-1)
         return th.distributions.Categorical(logits=logits).sample()
@@ -193,6 +193,7 @@ class StepEncoder:
         action_net = action_encoder.net
         self.action_width = action_net.num_embeddings if action_encoder.discrete else action_net.in_features
         self.observation_width = self.observation_linear.in_features if self.observation_linear else 0
+        self._one_hot = np.eye(self.action_width, dtype=np.float32)  # rows of the Discrete action features
         sources = [(action_net, "weight"), (return_encoder, "weight"), (return_encoder, "bias")]
         if not action_encoder.discrete:
             sources.append((action_net, "bias"))
@@ -205,15 +206,14 @@ class StepEncoder:
     ) -> th.Tensor:
         """Tokens (n, 3, d) like ``like`` (dtype, device) from host arrays: the previous model actions
         (n, action_dim), the scaled returns-to-go (n,) and the observations (n, *shape)."""
-        n, width = len(return_to_go), self.action_width
-        features = np.zeros((n, width + 1 + self.observation_width), np.float32)
-        if self.action_encoder.discrete:
-            features[np.arange(n), last_action[:, 0].astype(np.int64)] = 1.0
-        else:
-            features[:, :width] = last_action
-        features[:, width] = return_to_go
+        n = len(return_to_go)
+        action_features = (
+            self._one_hot[last_action[:, 0].astype(np.intp)] if self.action_encoder.discrete else last_action
+        )
+        parts = [action_features, return_to_go[:, None]]
         if self.observation_linear is not None:
-            features[:, width + 1 :] = observations.reshape(n, -1)
+            parts.append(observations.reshape(n, -1))
+        features = np.concatenate(parts, axis=1, dtype=np.float32)
         weight, bias = self._folded(like)
         tokens = th.addmm(bias, th.from_numpy(features).to(like.device, like.dtype), weight).view(n, -1, self.d_model)
         if not self.action_encoder.discrete:

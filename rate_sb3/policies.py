@@ -157,7 +157,7 @@ class RATEPolicy(BasePolicy):
 
     def actions_to_env(self, model_actions: np.ndarray) -> np.ndarray:
         if self.discrete_actions:
-            return model_actions.astype(np.int64) + int(self.action_space.start)
+            return model_actions + int(self.action_space.start)
         low, high = self.action_space.low, self.action_space.high
         env_actions = low + 0.5 * (model_actions.reshape(-1, *self.action_space.shape) + 1.0) * (high - low)
         return np.clip(env_actions, low, high).astype(self.action_space.dtype)
@@ -255,13 +255,13 @@ class RATEPolicy(BasePolicy):
     def _act(
         self, observations: np.ndarray, prev_reward: np.ndarray, state: RATEState, starts: np.ndarray, deterministic
     ) -> np.ndarray:
+        state.return_to_go[:] -= prev_reward * self.return_scale  # restarted envs get the target return below
         self._restart(state, starts)
-        state.return_to_go[:] -= prev_reward * self.return_scale * ~starts
         if self.return_to_go_cap is not None:
             np.minimum(state.return_to_go, self.return_to_go_cap * self.return_scale, out=state.return_to_go)
         phase = state.step % self.config.segment_len
-        segment_starts = phase == 0
-        if segment_starts.any():
+        if not phase.all():
+            segment_starts = phase == 0
             self._end_segments(state, np.flatnonzero(segment_starts & (state.step > 0)))
             self._begin_segments(state, np.flatnonzero(segment_starts))
         like = self.transformer.initial_memory
