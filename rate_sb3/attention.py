@@ -88,8 +88,9 @@ class KeyValueStore:
         self.key_values, self.key_idx, self.key_valid = key_values, key_idx, key_valid
         self.layer_inputs = layer_inputs  # kept for the hidden-state cache
 
-    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor, slots: int | th.Tensor | None) -> None:
-        """Add the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n new tokens.
+    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor | None) -> None:
+        """Add the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n new tokens (``hidden``
+        may be None when the store keeps no layer inputs).
 
         ``slots``: None appends them; an int writes every row's tokens to the n slots from there on;
         a (B, n) tensor gives each row's own slots.
@@ -99,7 +100,7 @@ class KeyValueStore:
             if self.layer_inputs is not None:
                 self.layer_inputs[layer] = th.cat([self.layer_inputs[layer], hidden], dim=1)
         elif isinstance(slots, int):
-            n = hidden.shape[1]
+            n = key_value.shape[3]
             self.key_values[layer][:, :, :, slots : slots + n] = key_value
             if self.layer_inputs is not None:
                 self.layer_inputs[layer][:, slots : slots + n] = hidden

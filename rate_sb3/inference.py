@@ -34,20 +34,21 @@ from rate_sb3.model import RATETransformer
 
 @dataclass
 class _Patterns:
-    """Where each query of a call finds its keys' relative-position scores: a (1 or B, queries, keys) index
-    into the distances of :attr:`RATETransformer.distance_range`, or the ``-inf`` column after them."""
+    """Where each query of a call finds its keys' relative-position scores: a (1 or B, queries, S) index into
+    the distances of :attr:`RATETransformer.distance_range`, or the ``-inf`` column after them (blocked keys,
+    and slots not written yet)."""
 
     key_idx: th.Tensor  # (S,) X index of each slot's token (cache: negative; scratch: n_tokens, never attended)
-    read: th.Tensor  # (1, m, slots up to the read tokens)
+    read: th.Tensor  # (1, m, S)
     step: th.Tensor  # (K, 3, S) by phase
-    step_by_phase: list[th.Tensor]  # views of each phase's (1, 3, slots up to its observation)
+    step_by_phase: list[th.Tensor]  # views of each phase's (1, 3, S)
     end: th.Tensor  # (1, 1 + m, S)
     x_slots: th.Tensor  # (n_tokens,) slot of each token of X
 
 
 class SlotStore(KeyValueStore):
     """An inference store over preallocated buffers (shaped as :meth:`IncrementalInference.empty_buffers`
-    makes them), with views of each layer's keys (H B, dh, S) and values (H B, S, dh) for the attention.
+    makes them), with views of their keys and values for the attention.
 
     Layer inputs are kept when their buffer has slots (a hidden-state cache).
     """
@@ -56,9 +57,9 @@ class SlotStore(KeyValueStore):
         super().__init__(list(key_values), key_idx, key_valid, list(layer_inputs) if layer_inputs.shape[-2] else None)
         self.buffers = (key_values, layer_inputs, key_valid)
         n_slots, d_head = key_values.shape[-2:]
-        by_head_and_row = [layer.view(2, -1, n_slots, d_head) for layer in key_values]  # a view: writes show
-        self.keys_t = [keys_values[0].transpose(1, 2) for keys_values in by_head_and_row]
-        self.values = [keys_values[1] for keys_values in by_head_and_row]
+        by_head_and_row = [layer.view(2, -1, n_slots, d_head) for layer in key_values]  # views: writes show
+        self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
+        self.values = [values for _, values in by_head_and_row]  # (H B, S, dh) per layer
 
 
 @dataclass
@@ -124,7 +125,7 @@ class IncrementalInference:
             for layer_id, layer in enumerate(self.transformer.layers):
                 store.key_values[layer_id][..., : cfg.mem_len, :] = layer.project(cache[:, layer_id])[1]
         if cfg.n_mem_tokens:
-            self._attend(store, memory, self._patterns_on(memory.device).read, slots=cfg.mem_len)
+            self._attend(store, memory, self._patterns_on(memory.device).read, cfg.mem_len, self.scratch_slot)
 
     def step(self, store: SlotStore, tokens: th.Tensor, phase: int | np.ndarray) -> th.Tensor:
         """Run one env step's tokens [a_{s-1}, R_s, o_s] (B, 3, d) at phase s; returns their outputs.
@@ -135,12 +136,12 @@ class IncrementalInference:
         if not isinstance(phase, int) and (len(phase) == 1 or (phase == phase[0]).all()):
             phase = int(phase[0])
         if isinstance(phase, int):
-            index, slots = patterns.step_by_phase[phase], self.scratch_slot + 3 * phase
+            index, slots, n_keys = patterns.step_by_phase[phase], self.scratch_slot + 3 * phase, self._step_keys(phase)
         else:
             row_phase = th.as_tensor(phase, device=tokens.device)
             slots = self.scratch_slot + 3 * row_phase[:, None] + th.arange(3, device=tokens.device)
-            index = patterns.step[row_phase][..., : self._step_keys(int(phase.max()))]
-        return self._attend(store, tokens, index, slots)
+            index, n_keys = patterns.step[row_phase], self._step_keys(int(phase.max()))
+        return self._attend(store, tokens, index, slots, n_keys)
 
     def end_segment(
         self, store: SlotStore, last_action: th.Tensor, memory: th.Tensor | None, cache: th.Tensor | None
@@ -149,7 +150,7 @@ class IncrementalInference:
         cfg, m = self.config, self.config.n_mem_tokens
         tokens = th.cat([last_action, memory], dim=1) if m else last_action
         patterns = self._patterns_on(tokens.device)
-        hidden = self._attend(store, tokens, patterns.end, slots=self.scratch_slot + 3 * cfg.segment_len)
+        hidden = self._attend(store, tokens, patterns.end, self.scratch_slot + 3 * cfg.segment_len, self.n_slots)
         next_memory = self.transformer.next_memory(memory, hidden[:, 1:]) if m else None
         next_cache = next_valid = None
         if cfg.mem_len:
@@ -166,32 +167,46 @@ class IncrementalInference:
         hidden = transformer.input_drop(tokens)
         return transformer.run_tokens(hidden, store, pattern, relative_keys, self._slots(token_idx))
 
-    def _attend(self, store: SlotStore, tokens: th.Tensor, index: th.Tensor, slots) -> th.Tensor:
+    def _attend(self, store: SlotStore, tokens: th.Tensor, index: th.Tensor, slots, n_keys: int) -> th.Tensor:
         """:meth:`RATETransformer.run_tokens` in eval mode for tokens (B, q, d) at ``slots``, in few calls.
 
-        ``index`` (1 or B, q, n) picks each pair's relative-position score with the first n keys, ``-inf``
-        where it is blocked.
+        ``index`` (1 or B, q, S) picks each pair's relative-position score, ``-inf`` where it is blocked; the
+        queries see none of the slots from ``n_keys`` on.
         """
         if self.transformer.training:
             raise RuntimeError("incremental inference runs in eval mode: call .eval() on the model first")
-        cfg, (batch, q, _), n = self.config, tokens.shape, index.shape[-1]
-        heads, d_head, d_model = cfg.n_heads, cfg.d_head, cfg.d_model
-        index = index.expand(heads, batch, q, n).reshape(heads, batch * q, n)
+        cfg, (batch, q, _) = self.config, tokens.shape
+        heads, d_head, d_model, rows = cfg.n_heads, cfg.d_head, cfg.d_model, batch * q
+        # The position scores take all rows of a head at once, (H, B q, .), the content scores each env's
+        # rows, (H B, q, .). With one env these shapes are the same, so the reshapes between them are skipped,
+        # and the queries attend all slots (the calls cost, not the arithmetic) through the store's views.
+        one_env = batch == 1
+        if one_env:
+            n, keys_t, values = self.n_slots, store.keys_t, store.values
+            index = index.expand(heads, q, n)
+        else:
+            n, keys_t, values = n_keys, [k[..., :n_keys] for k in store.keys_t], [v[:, :n_keys] for v in store.values]
+            index = index[..., :n].expand(heads, batch, q, n).reshape(heads, rows, n)
         cache_blocked = ~store.key_valid[None, :, None, :n] if cfg.mem_len else None
         residual_scale = 2.0 if cfg.double_residual else 1.0
-        hidden = tokens.reshape(batch * q, d_model)
+        keep_inputs = store.layer_inputs is not None
+        hidden = tokens.reshape(rows, d_model)
         layers = zip(self.transformer.layers, self._folded_layers(tokens))
         for layer_id, (module, layer) in enumerate(layers):
-            qkv = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(batch * q, 3 * heads, d_head).transpose(0, 1)
-            store.write(layer_id, qkv[heads:].view(2, heads, batch, q, d_head), hidden.view(batch, q, -1), slots)
-            query = qkv[:heads]
+            qkv = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(rows, 3 * heads, d_head).transpose(0, 1)
+            query, key_value = qkv.split((heads, 2 * heads))
+            inputs = hidden.view(batch, q, d_model) if keep_inputs else None
+            store.write(layer_id, key_value.view(2, heads, batch, q, d_head), inputs, slots)
             scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys).gather(-1, index)
             if cache_blocked is not None:  # empty cache slots
                 scores.view(heads, batch, q, n).masked_fill_(cache_blocked, float("-inf"))
-            query, scores = query.reshape(heads * batch, q, d_head), scores.view(heads * batch, q, n)
-            weights = th.baddbmm(scores, query, store.keys_t[layer_id][..., :n]).softmax(-1)
-            attended = th.bmm(weights, store.values[layer_id][:, :n]).view(heads, batch * q, d_head).transpose(0, 1)
-            hidden = th.addmm(hidden, attended.reshape(batch * q, -1), layer.out_weight, beta=residual_scale)
+            if not one_env:
+                query, scores = query.reshape(heads * batch, q, d_head), scores.view(heads * batch, q, n)
+            attended = th.bmm(th.baddbmm(scores, query, keys_t[layer_id]).softmax(-1), values[layer_id])
+            if not one_env:
+                attended = attended.view(heads, rows, d_head)
+            attended = attended.transpose(0, 1).reshape(rows, heads * d_head)
+            hidden = th.addmm(hidden, attended, layer.out_weight, beta=residual_scale)
             hidden = module.feed_forward(th.layer_norm(hidden, (d_model,), *layer.norm))
         return hidden.view(batch, q, d_model)
 
@@ -251,7 +266,7 @@ class IncrementalInference:
             return pattern.distance_index.masked_fill(pattern.blocked, highest - lowest + 1)
 
         step = index(step_idx)
-        step_by_phase = [step[phase : phase + 1, :, : self._step_keys(phase)] for phase in range(k)]
-        read = index(x_idx[:m])[None, :, : self.scratch_slot]
+        step_by_phase = [step[phase : phase + 1] for phase in range(k)]
+        read = index(x_idx[:m])[None]
         end = index(x_idx[m + 3 * k - 1 :])[None]
         return _Patterns(key_idx, read, step, step_by_phase, end, self._slots(x_idx))

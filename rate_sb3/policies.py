@@ -13,7 +13,7 @@ from stable_baselines3.common.type_aliases import Schedule
 
 from rate_sb3.critic import HistoryCritic
 from rate_sb3.encoders import ActionEncoder, ObservationEncoder, StepEncoder, check_spaces, make_action_head
-from rate_sb3.inference import IncrementalInference
+from rate_sb3.inference import IncrementalInference, SlotStore
 from rate_sb3.model import RATEConfig, RATETransformer
 from rate_sb3.wrappers import OBSERVATION_KEY, PREV_REWARD_KEY, WRAP_HINT, has_reward_feedback
 
@@ -287,14 +287,18 @@ class RATEPolicy(BasePolicy):
         """Index of ``envs`` in the state's tensors: a slice when it is all of them (views, not copies)."""
         return slice(None) if len(envs) == n_envs else th.as_tensor(envs, device=self.device)
 
+    def _store(self, state: RATEState, rows: slice | th.Tensor) -> SlotStore:
+        """The inference store of some envs (copies of their rows, unless ``rows`` is all of them)."""
+        if isinstance(rows, slice):  # the state's own buffers, whose store the inference keeps between calls
+            return self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
+        return self.inference.store(state.key_values[:, :, :, rows], state.layer_inputs[:, rows], state.key_valid[rows])
+
     def _end_segments(self, state: RATEState, envs: np.ndarray) -> None:
         """Run the segment's last action and the write tokens; keep the next memory and cache."""
         if not len(envs):
             return
         rows = self._rows(envs, len(state.step))
-        store = self.inference.store(
-            state.key_values[:, :, :, rows], state.layer_inputs[:, rows], state.key_valid[rows]
-        )
+        store = self._store(state, rows)
         last_action = th.as_tensor(state.last_action[envs], device=self.device)
         last_action = self.action_encoder(last_action[:, 0] if self.discrete_actions else last_action)[:, None]
         memory, cache, cache_valid = self.inference.end_segment(
@@ -310,8 +314,8 @@ class RATEPolicy(BasePolicy):
         if not len(envs):
             return
         rows = self._rows(envs, len(state.step))
-        key_values, layer_inputs = state.key_values[:, :, :, rows], state.layer_inputs[:, rows]
-        store = self.inference.store(key_values, layer_inputs, state.key_valid[rows])
+        store = self._store(state, rows)
         self.inference.begin_segment(store, state.memory[rows], state.cache[rows])
         if isinstance(rows, th.Tensor):  # the store wrote to copies of these rows
+            key_values, layer_inputs, _ = store.buffers
             state.key_values[:, :, :, rows], state.layer_inputs[:, rows] = key_values, layer_inputs
