@@ -72,9 +72,10 @@ def incremental_outputs(model: RATETransformer, tokens: th.Tensor, inference: In
         dict(mode="rate", double_residual=True, shared_mem_init=True, mrv_act="tanh"),
     ],
 )
-def test_step_by_step_inference_equals_training_forward(overrides):
+@pytest.mark.parametrize("batch", [1, 3])  # one env takes its own shortcuts through the kernel
+def test_step_by_step_inference_equals_training_forward(overrides, batch):
     model = make_model(**overrides)
-    batch, n_segments = 3, 3
+    n_segments = 3
     n_steps = n_segments * model.config.segment_len
     tokens = th.randn(batch, 3 * n_steps, 16, dtype=th.float64)
     with th.no_grad():
