@@ -13,9 +13,11 @@ the patterns are computed once. Slots after the newest token hold stale keys, wh
 
 With one env a step costs the number of PyTorch calls, not arithmetic, so these calls do not go through
 :meth:`RATETransformer.run_tokens` but through a lean equivalent (:meth:`IncrementalInference._attend`): the
-attention scale and the content bias are folded into the query projection, and a blocked query-key pair reads
-a ``-inf`` column of the relative-position scores, and the queries, keys and values come head-first from one
-batched product, so that a layer is a dozen arithmetic calls and a few views.
+attention scale and the content bias are folded into the query projection, a blocked query-key pair reads a
+``-inf`` column of the relative-position scores, the queries, keys and values come from one matrix product
+viewed head first and the heads leave through another, so that a layer is a dozen arithmetic calls and a few
+views. The store of a state's buffers (:class:`SlotStore`) is kept between calls with its attention views;
+with one env the queries attend all slots through them, at no cost in calls.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class SlotStore(KeyValueStore):
 
     def __init__(self, key_values: th.Tensor, layer_inputs: th.Tensor, key_valid: th.Tensor, key_idx) -> None:
         super().__init__(list(key_values), key_idx, key_valid, list(layer_inputs) if layer_inputs.shape[-2] else None)
-        self.buffers = (key_values, layer_inputs, key_valid)
+        self.buffers = (key_values, layer_inputs, key_valid)  # the store is handed out again for these
         n_slots, d_head = key_values.shape[-2:]
         by_head_and_row = [layer.view(2, -1, n_slots, d_head) for layer in key_values]  # views: writes show
         self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
