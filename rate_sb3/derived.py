@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from operator import is_
 from typing import Generic, TypeVar
 
 import torch as th
@@ -25,16 +26,19 @@ class DerivedWeights(Generic[Derived]):
     """
 
     def __init__(self, sources: Iterable[tuple[nn.Module, str]], build: Callable[[th.Tensor], Derived]) -> None:
-        self.sources, self.build = list(sources), build
+        self.build = build
+        self._lookups = [(module._parameters, name) for module, name in sources]
         self._parameters: list[th.Tensor] = []  # held, so that a replaced parameter's id is never reused
-        self._key: tuple | None = None
+        self._versions: list[int] = []
+        self._like: tuple | None = None
         self._value: Derived | None = None
 
     def __call__(self, like: th.Tensor) -> Derived:
-        parameters = [module._parameters[name] for module, name in self.sources]
-        key = (like.dtype, like.device, *(param._version for param in parameters))
-        if key != self._key or any(new is not old for new, old in zip(parameters, self._parameters)):
+        parameters = [params[name] for params, name in self._lookups]
+        versions = [param._version for param in parameters]
+        like_key = (like.dtype, like.device)
+        if versions != self._versions or like_key != self._like or not all(map(is_, parameters, self._parameters)):
             with th.no_grad():
                 self._value = self.build(like)
-            self._parameters, self._key = parameters, key
+            self._parameters, self._versions, self._like = parameters, versions, like_key
         return self._value

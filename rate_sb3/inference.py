@@ -72,7 +72,7 @@ class _FoldedLayer:
     qkv_bias: th.Tensor  # (3 H dh,): the scaled content bias on the queries, zeros on keys and values
     relative_keys: th.Tensor  # (H, dh, P + 1): a zero column after the P distances
     position_offsets: th.Tensor  # (H, 1, P + 1): scaled (position bias - content bias) . keys; -inf last
-    out_weight: th.Tensor  # (H dh, d) a view of the output projection
+    out_weight: th.Tensor  # (H dh, d) the output projection
     norm: tuple[th.Tensor, th.Tensor, float]  # the attention LayerNorm's weight, bias and eps
 
 
@@ -196,7 +196,7 @@ class IncrementalInference:
         layers = zip(self.transformer.layers, self._folded_layers(tokens))
         for layer_id, (module, layer) in enumerate(layers):
             qkv = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(rows, 3 * heads, d_head).transpose(0, 1)
-            query, key_value = qkv.split((heads, 2 * heads))
+            query, key_value = qkv.tensor_split((heads,))
             inputs = hidden.view(batch, q, d_model) if keep_inputs else None
             store.write(layer_id, key_value.view(2, heads, batch, q, d_head), inputs, slots)
             scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys).gather(-1, index)
@@ -228,14 +228,14 @@ class IncrementalInference:
         offset_bias = (transformer.position_bias - transformer.content_bias) * scale
         folded = []
         for layer, relative_keys in zip(transformer.layers, transformer.relative_keys(like)):
-            weight = layer.qkv.weight.t().clone()  # (d, 3 H dh)
+            weight = layer.qkv.weight.t().contiguous()  # (d, 3 H dh), row-major: the product's fastest layout
             weight[:, : heads * d_head] *= scale
             bias = th.cat([content_bias.flatten(), weight.new_zeros(2 * heads * d_head)])
             keys = F.pad(relative_keys, (0, 1))
             offsets = th.einsum("hd,hdp->hp", offset_bias, keys)[:, None].clone()
             offsets[..., -1] = float("-inf")
             norm = (layer.norm_attn.weight.detach(), layer.norm_attn.bias.detach(), layer.norm_attn.eps)
-            out_weight = layer.out_proj.weight.detach().t()
+            out_weight = layer.out_proj.weight.detach().t().contiguous()
             folded.append(_FoldedLayer(weight, bias, keys, offsets, out_weight, norm))
         return folded
 
