@@ -193,7 +193,7 @@ class StepEncoder:
         action_net = action_encoder.net
         self.action_width = action_net.num_embeddings if action_encoder.discrete else action_net.in_features
         self.observation_width = self.observation_linear.in_features if self.observation_linear else 0
-        self._one_hot = np.eye(self.action_width, dtype=np.float32)  # rows of the Discrete action features
+        self._action_indices = np.arange(self.action_width, dtype=np.float32)  # one-hot: an index equals one
         sources = [(action_net, "weight"), (return_encoder, "weight"), (return_encoder, "bias")]
         if not action_encoder.discrete:
             sources.append((action_net, "bias"))
@@ -207,9 +207,7 @@ class StepEncoder:
         """Tokens (n, 3, d) like ``like`` (dtype, device) from host arrays: the previous model actions
         (n, action_dim), the scaled returns-to-go (n,) and the observations (n, *shape)."""
         n = len(return_to_go)
-        action_features = (
-            self._one_hot[last_action[:, 0].astype(np.intp)] if self.action_encoder.discrete else last_action
-        )
+        action_features = last_action == self._action_indices if self.action_encoder.discrete else last_action
         parts = [action_features, return_to_go[:, None]]
         if self.observation_linear is not None:
             parts.append(observations.reshape(n, -1))

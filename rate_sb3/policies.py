@@ -17,6 +17,8 @@ from rate_sb3.inference import IncrementalInference, SlotStore
 from rate_sb3.model import RATEConfig, RATETransformer
 from rate_sb3.wrappers import OBSERVATION_KEY, PREV_REWARD_KEY, WRAP_HINT, has_reward_feedback
 
+OBSERVATION_KEYS = frozenset({OBSERVATION_KEY, PREV_REWARD_KEY})
+
 
 class RATEState(NamedTuple):
     """Per-env inference state, passed back to ``predict`` like an LSTM state and updated in place.
@@ -227,7 +229,7 @@ class RATEPolicy(BasePolicy):
                 state, starts = self.initial_state(n_envs), np.ones(n_envs, dtype=bool)
             else:
                 state = RATEState(*state)
-                starts = np.zeros(n_envs, bool) if episode_start is None else np.array(episode_start, dtype=bool)
+                starts = np.zeros(n_envs, bool) if episode_start is None else np.asarray(episode_start, dtype=bool)
                 starts = starts.reshape(n_envs)
                 if state.step.shape[0] != n_envs:
                     raise ValueError(f"state holds {state.step.shape[0]} envs but the observation has {n_envs}")
@@ -240,7 +242,7 @@ class RATEPolicy(BasePolicy):
         raise NotImplementedError("RATEPolicy is stateful: call predict(obs, state, episode_start)")
 
     def _split_observation(self, observation: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-        if not isinstance(observation, dict) or set(observation) != {OBSERVATION_KEY, PREV_REWARD_KEY}:
+        if not isinstance(observation, dict) or observation.keys() != OBSERVATION_KEYS:
             raise ValueError(f"RATEPolicy.predict needs observations with the previous reward; {WRAP_HINT}")
         prev_reward = np.asarray(observation[PREV_REWARD_KEY], dtype=np.float32)
         vectorized = prev_reward.ndim == 2
@@ -269,7 +271,7 @@ class RATEPolicy(BasePolicy):
         store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
         hidden = self.inference.step(store, tokens, phase)[:, 2]
         actions = self.action_head.act(hidden, deterministic).cpu().numpy()
-        state.step[:] += 1
+        np.add(state.step, 1, out=state.step)
         state.last_action[:] = actions.reshape(len(actions), -1)
         return actions
 
