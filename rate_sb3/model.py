@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch as th
 from torch import nn
+from torch.nn import functional as F
 
 from rate_sb3.attention import (
     AttentionPattern,
@@ -118,7 +119,12 @@ def _check(condition: bool, message: str) -> None:
 
 
 class MemoryRetentionValve(nn.Module):
-    """Cross-attention with the old memory as query and the activated write outputs as keys and values."""
+    """Cross-attention with the old memory as query and the activated write outputs as keys and values.
+
+    ``attn`` (``nn.MultiheadAttention``) holds the weights, under its state-dict keys; the forward computes the
+    same attention itself, because ``nn.MultiheadAttention.forward`` spends more time in Python checks than
+    in the attention of m memory tokens (it runs at every segment boundary of ``predict``).
+    """
 
     def __init__(self, config: RATEConfig) -> None:
         super().__init__()
@@ -126,8 +132,16 @@ class MemoryRetentionValve(nn.Module):
         self.attn = nn.MultiheadAttention(config.d_model, config.n_heads_mrv, dropout=config.dropatt, batch_first=True)
 
     def forward(self, memory: th.Tensor, written: th.Tensor) -> th.Tensor:
-        candidates = self.act(written)
-        return self.attn(memory, candidates, candidates, need_weights=False)[0]
+        attn, (batch, m, d) = self.attn, memory.shape
+        heads, weight, bias = attn.num_heads, attn.in_proj_weight, attn.in_proj_bias
+        # products of 2-D inputs: F.linear on (B, m, d) goes through matmul's reshapes, at twice the cost
+        query = F.linear(memory.reshape(-1, d), weight[:d], bias[:d]).view(batch, m, heads, -1).transpose(1, 2)
+        key_value = F.linear(self.act(written).reshape(-1, d), weight[d:], bias[d:])
+        keys, values = key_value.view(batch, -1, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
+        dropout = attn.dropout if self.training else 0.0
+        attended = F.scaled_dot_product_attention(query, keys, values, dropout_p=dropout)
+        out = attn.out_proj
+        return F.linear(attended.transpose(1, 2).reshape(-1, d), out.weight, out.bias).view(batch, m, d)
 
 
 @dataclass

@@ -162,6 +162,17 @@ def test_memory_gradient_modes(memory_grad, mrv_trained):
     assert bool(mrv_grad > 0) == mrv_trained
 
 
+@pytest.mark.parametrize("n_heads_mrv, mrv_act", [(1, "relu"), (4, "tanh")])
+def test_memory_retention_valve_is_the_multihead_attention_it_holds(n_heads_mrv, mrv_act):
+    model = make_model(n_heads_mrv=n_heads_mrv, mrv_act=mrv_act, n_mem_tokens=3, dropatt=0.0).train()
+    memory, written = th.randn(2, 3, 16, dtype=th.float64), th.randn(2, 3, 16, dtype=th.float64)
+    candidates = model.mrv.act(written)
+    expected = model.mrv.attn(memory, candidates, candidates, need_weights=False)[0]
+    th.testing.assert_close(model.mrv(memory, written), expected)
+    model.mrv(memory, written).sum().backward()
+    assert all(param.grad is not None and param.grad.abs().sum() > 0 for param in model.mrv.parameters())
+
+
 def test_dropout_off_in_eval_gives_deterministic_outputs():
     model = make_model(dropout=0.5, dropatt=0.5)
     tokens = th.randn(1, 9, 16, dtype=th.float64)
