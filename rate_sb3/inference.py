@@ -44,6 +44,7 @@ class _Patterns:
     read: th.Tensor  # (1, m, S)
     step: th.Tensor  # (K, 3, S) by phase
     step_by_phase: list[th.Tensor]  # views of each phase's (1, 3, S)
+    read_and_first_step: th.Tensor  # (1, m + 3, S): the read tokens and phase 0's step in one call
     end: th.Tensor  # (1, 1 + m, S)
     x_slots: th.Tensor  # (n_tokens,) slot of each token of X
 
@@ -120,21 +121,31 @@ class IncrementalInference:
             self._last_store = last
         return last
 
-    def begin_segment(self, store: SlotStore, memory: th.Tensor | None, cache: th.Tensor | None) -> None:
-        """Put the cache's (B, n_layers, mem_len, d) keys and values in the store and run the read tokens."""
+    def begin_segment(
+        self, store: SlotStore, memory: th.Tensor | None, cache: th.Tensor | None, read: bool = True
+    ) -> None:
+        """Put the cache's (B, n_layers, mem_len, d) keys and values in the store and run the read tokens
+        (with ``read=False`` they run with the segment's first :meth:`step` instead, one call fewer)."""
         cfg = self.config
         if cfg.mem_len:
             for layer_id, layer in enumerate(self.transformer.layers):
                 store.key_values[layer_id][..., : cfg.mem_len, :] = layer.project(cache[:, layer_id])[1]
-        if cfg.n_mem_tokens:
+        if cfg.n_mem_tokens and read:
             self._attend(store, memory, self._patterns_on(memory.device).read, cfg.mem_len, self.scratch_slot)
 
-    def step(self, store: SlotStore, tokens: th.Tensor, phase: int | np.ndarray) -> th.Tensor:
+    def step(
+        self, store: SlotStore, tokens: th.Tensor, phase: int | np.ndarray, memory: th.Tensor | None = None
+    ) -> th.Tensor:
         """Run one env step's tokens [a_{s-1}, R_s, o_s] (B, 3, d) at phase s; returns their outputs.
 
-        ``phase`` is an int for every row, or a host array with one per row.
+        ``phase`` is an int for every row, or a host array with one per row. ``memory`` (B, m, d): every row
+        is at phase 0 and the segment's read tokens run in this call (see :meth:`begin_segment`).
         """
         patterns = self._patterns_on(tokens.device)
+        if memory is not None:
+            tokens = th.cat([memory, tokens], dim=1)
+            slots, n_keys = self.config.mem_len, self._step_keys(0)
+            return self._attend(store, tokens, patterns.read_and_first_step, slots, n_keys)[:, -3:]
         if not isinstance(phase, int) and (len(phase) == 1 or (phase == phase[0]).all()):
             phase = int(phase[0])
         if isinstance(phase, int):
@@ -270,5 +281,6 @@ class IncrementalInference:
         step = index(step_idx)
         step_by_phase = [step[phase : phase + 1] for phase in range(k)]
         read = index(x_idx[:m])[None]
+        read_and_first_step = th.cat([read, step_by_phase[0]], dim=1)
         end = index(x_idx[m + 3 * k - 1 :])[None]
-        return _Patterns(key_idx, read, step, step_by_phase, end, self._slots(x_idx))
+        return _Patterns(key_idx, read, step, step_by_phase, read_and_first_step, end, self._slots(x_idx))

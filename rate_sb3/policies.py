@@ -261,15 +261,17 @@ class RATEPolicy(BasePolicy):
         self._restart(state, starts)
         if self.return_to_go_cap is not None:
             np.minimum(state.return_to_go, self.return_to_go_cap * self.return_scale, out=state.return_to_go)
-        phase = state.step % self.config.segment_len
+        phase, read_memory = state.step % self.config.segment_len, None
         if not phase.all():
             segment_starts = phase == 0
             self._end_segments(state, np.flatnonzero(segment_starts & (state.step > 0)))
-            self._begin_segments(state, np.flatnonzero(segment_starts))
+            read_with_step = bool(segment_starts.all() and self.config.n_mem_tokens)  # one call fewer
+            self._begin_segments(state, np.flatnonzero(segment_starts), read=not read_with_step)
+            read_memory = state.memory if read_with_step else None
         like = self.transformer.initial_memory
         tokens = self.step_encoder(state.last_action, state.return_to_go, observations, like)
         store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
-        hidden = self.inference.step(store, tokens, phase)[:, 2]
+        hidden = self.inference.step(store, tokens, phase, read_memory)[:, 2]
         actions = self.action_head.act(hidden, deterministic).cpu().numpy()
         np.add(state.step, 1, out=state.step)
         state.last_action[:] = actions.reshape(len(actions), -1)
@@ -312,12 +314,12 @@ class RATEPolicy(BasePolicy):
             state.cache[rows] = cache
             state.key_valid[rows, : self.config.mem_len] = cache_valid
 
-    def _begin_segments(self, state: RATEState, envs: np.ndarray) -> None:
+    def _begin_segments(self, state: RATEState, envs: np.ndarray, read: bool) -> None:
         if not len(envs):
             return
         rows = self._rows(envs, len(state.step))
         store = self._store(state, rows)
-        self.inference.begin_segment(store, state.memory[rows], state.cache[rows])
+        self.inference.begin_segment(store, state.memory[rows], state.cache[rows], read)
         if isinstance(rows, th.Tensor):  # the store wrote to copies of these rows
             key_values, layer_inputs, _ = store.buffers
             state.key_values[:, :, :, rows], state.layer_inputs[:, rows] = key_values, layer_inputs

@@ -37,8 +37,14 @@ def test_mask_layout_matches_the_reference_rules():
     assert rows == expected
 
 
-def incremental_outputs(model: RATETransformer, tokens: th.Tensor, inference: IncrementalInference | None = None):
-    """Feed tokens step by step as the policy does: [a_{t-1}, R_t, o_t] per step, memory written per segment."""
+def incremental_outputs(
+    model: RATETransformer,
+    tokens: th.Tensor,
+    inference: IncrementalInference | None = None,
+    read_with_step: bool = False,
+):
+    """Feed tokens step by step as the policy does: [a_{t-1}, R_t, o_t] per step, memory written per segment
+    (its read tokens run on their own, or with the segment's first step)."""
     cfg, inference = model.config, inference or IncrementalInference(model)
     batch, n_steps = tokens.shape[0], tokens.shape[1] // 3
     memory = model.init_memory(batch) if cfg.n_mem_tokens else None
@@ -54,9 +60,10 @@ def incremental_outputs(model: RATETransformer, tokens: th.Tensor, inference: In
                 if next_cache is not None:
                     cache, cache_valid = next_cache, next_valid
             store = inference.empty_store(batch, tokens, cache_valid)
-            inference.begin_segment(store, memory, cache)
+            inference.begin_segment(store, memory, cache, read=not read_with_step)
             previous_action = th.full_like(tokens[:, :1], 7.0)  # a dummy: no query may see it
-        out = inference.step(store, th.cat([previous_action, tokens[:, 3 * t : 3 * t + 2]], dim=1), s)
+        read_memory = memory if read_with_step and s == 0 else None
+        out = inference.step(store, th.cat([previous_action, tokens[:, 3 * t : 3 * t + 2]], dim=1), s, read_memory)
         outputs.append(out[:, 1:])
     return th.cat(outputs, dim=1)
 
@@ -73,14 +80,15 @@ def incremental_outputs(model: RATETransformer, tokens: th.Tensor, inference: In
     ],
 )
 @pytest.mark.parametrize("batch", [1, 3])  # one env takes its own shortcuts through the kernel
-def test_step_by_step_inference_equals_training_forward(overrides, batch):
+@pytest.mark.parametrize("read_with_step", [False, True])
+def test_step_by_step_inference_equals_training_forward(overrides, batch, read_with_step):
     model = make_model(**overrides)
     n_segments = 3
     n_steps = n_segments * model.config.segment_len
     tokens = th.randn(batch, 3 * n_steps, 16, dtype=th.float64)
     with th.no_grad():
         full = model(tokens, th.ones(batch, 3 * n_steps, dtype=th.bool)).hidden
-        steps = incremental_outputs(model, tokens)
+        steps = incremental_outputs(model, tokens, read_with_step=read_with_step)
     full_r_o = full.view(batch, n_steps, 3, -1)[:, :, :2].reshape(batch, 2 * n_steps, -1)
     th.testing.assert_close(steps, full_r_o, atol=1e-9, rtol=1e-7)
 
