@@ -159,7 +159,8 @@ class RATEPolicy(BasePolicy):
 
     def actions_to_env(self, model_actions: np.ndarray) -> np.ndarray:
         if self.discrete_actions:
-            return model_actions + int(self.action_space.start)
+            start = int(self.action_space.start)
+            return model_actions + start if start else model_actions
         low, high = self.action_space.low, self.action_space.high
         env_actions = low + 0.5 * (model_actions.reshape(-1, *self.action_space.shape) + 1.0) * (high - low)
         return np.clip(env_actions, low, high).astype(self.action_space.dtype)
@@ -230,7 +231,8 @@ class RATEPolicy(BasePolicy):
             else:
                 state = RATEState(*state)
                 starts = np.zeros(n_envs, bool) if episode_start is None else np.asarray(episode_start, dtype=bool)
-                starts = starts.reshape(n_envs)
+                if starts.shape != (n_envs,):
+                    starts = starts.reshape(n_envs)
                 if state.step.shape[0] != n_envs:
                     raise ValueError(f"state holds {state.step.shape[0]} envs but the observation has {n_envs}")
             model_actions = self._act(inner, prev_reward, state, starts, deterministic)
@@ -257,24 +259,28 @@ class RATEPolicy(BasePolicy):
     def _act(
         self, observations: np.ndarray, prev_reward: np.ndarray, state: RATEState, starts: np.ndarray, deterministic
     ) -> np.ndarray:
-        state.return_to_go[:] -= prev_reward * self.return_scale  # restarted envs get the target return below
+        return_to_go, step = state.return_to_go, state.step  # names for the in-place updates
+        return_to_go -= prev_reward * self.return_scale  # restarted envs get the target return below
         self._restart(state, starts)
         if self.return_to_go_cap is not None:
-            np.minimum(state.return_to_go, self.return_to_go_cap * self.return_scale, out=state.return_to_go)
-        phase, read_memory = state.step % self.config.segment_len, None
+            np.minimum(return_to_go, self.return_to_go_cap * self.return_scale, out=return_to_go)
+        phase, read_memory = step % self.config.segment_len, None
         if not phase.all():
             segment_starts = phase == 0
-            self._end_segments(state, np.flatnonzero(segment_starts & (state.step > 0)))
+            self._end_segments(state, np.flatnonzero(segment_starts & (step > 0)))
             read_with_step = bool(segment_starts.all() and self.config.n_mem_tokens)  # one call fewer
             self._begin_segments(state, np.flatnonzero(segment_starts), read=not read_with_step)
             read_memory = state.memory if read_with_step else None
         like = self.transformer.initial_memory
-        tokens = self.step_encoder(state.last_action, state.return_to_go, observations, like)
+        tokens = self.step_encoder(state.last_action, return_to_go, observations, like)
         store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
         hidden = self.inference.step(store, tokens, phase, read_memory)[:, 2]
         actions = self.action_head.act(hidden, deterministic).cpu().numpy()
-        np.add(state.step, 1, out=state.step)
-        state.last_action[:] = actions.reshape(len(actions), -1)
+        step += 1
+        if self.discrete_actions:
+            state.last_action[:, 0] = actions
+        else:
+            state.last_action[:] = actions
         return actions
 
     def _restart(self, state: RATEState, starts: np.ndarray) -> None:
