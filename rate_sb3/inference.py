@@ -220,7 +220,9 @@ class IncrementalInference:
                 attended = attended.view(heads, rows, d_head)
             attended = attended.transpose(0, 1).reshape(rows, heads * d_head)
             hidden = th.addmm(hidden, attended, layer.out_weight, beta=residual_scale)
-            hidden = module.feed_forward(th.layer_norm(hidden, (d_model,), *layer.norm))
+            hidden = th.layer_norm(hidden, (d_model,), *layer.norm)
+            if module.ffn is not None:
+                hidden = module.feed_forward(hidden)
         return hidden.view(batch, q, d_model)
 
     def _fold_sources(self) -> list[tuple[nn.Module, str]]:
