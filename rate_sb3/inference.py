@@ -8,8 +8,10 @@ tokens, so that every group of tokens that runs together fills consecutive slots
 A segment runs as :meth:`IncrementalInference.begin_segment` (the read tokens), one
 :meth:`~IncrementalInference.step` per env step ([a_{s-1}, R_s, o_s] at phase s; at s = 0 a dummy action
 goes to the scratch slot, which no query attends) and :meth:`~IncrementalInference.end_segment` (a_{K-1}
-and the write tokens). Each of these calls has an attention pattern that depends on the phase alone, so
-the patterns are computed once. Slots after the newest token hold stale keys, which the patterns block.
+and the write tokens); when every env begins a segment together, the read tokens run in the first step's call
+instead (the slots of both are consecutive). Each of these calls has an attention pattern that depends on the
+phase alone, so the patterns are computed once. Slots after the newest token hold stale keys, which the
+patterns block.
 
 With one env a step costs the number of PyTorch calls, not arithmetic, so these calls do not go through
 :meth:`RATETransformer.run_tokens` but through a lean equivalent (:meth:`IncrementalInference._attend`): the
