@@ -65,7 +65,6 @@ class SlotStore(KeyValueStore):
         by_head_and_row = [layer.view(2, -1, n_slots, d_head) for layer in key_values]  # views: writes show
         self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
         self.values = [values for _, values in by_head_and_row]  # (H B, S, dh) per layer
-        self.one_env_rows = [layer.view(-1, n_slots, d_head) for layer in by_head_and_row]  # (2 H B, S, dh)
 
 
 @dataclass
@@ -211,13 +210,8 @@ class IncrementalInference:
         for layer_id, (module, layer) in enumerate(layers):
             qkv = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(rows, 3 * heads, d_head).transpose(0, 1)
             query, key_value = qkv.tensor_split((heads,))
-            if one_env:  # an int slot: the keys and values go straight to the layer's (2 H, S, dh) view
-                store.one_env_rows[layer_id][:, slots : slots + q] = key_value
-                if keep_inputs:
-                    store.layer_inputs[layer_id][0, slots : slots + q] = hidden
-            else:
-                inputs = hidden.view(batch, q, d_model) if keep_inputs else None
-                store.write(layer_id, key_value.view(2, heads, batch, q, d_head), inputs, slots)
+            inputs = hidden.view(batch, q, d_model) if keep_inputs else None
+            store.write(layer_id, key_value.view(2, heads, batch, q, d_head), inputs, slots)
             scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys).gather(-1, index)
             if cache_blocked is not None:  # empty cache slots
                 scores.view(heads, batch, q, n).masked_fill_(cache_blocked, float("-inf"))
