@@ -88,22 +88,17 @@ class KeyValueStore:
         self.key_values, self.key_idx, self.key_valid = key_values, key_idx, key_valid
         self.layer_inputs = layer_inputs  # kept for the hidden-state cache
 
-    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor | None) -> None:
+    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: th.Tensor | None) -> None:
         """Add the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n new tokens (``hidden``
         may be None when the store keeps no layer inputs).
 
-        ``slots``: None appends them; an int writes every row's tokens to the n slots from there on;
-        a (B, n) tensor gives each row's own slots.
+        ``slots``: None appends them; a (B, n) tensor gives each row's slots in a preallocated store
+        (:class:`rate_sb3.inference.SlotStore` also takes an int, the first of n slots shared by all rows).
         """
         if slots is None:
             self.key_values[layer] = th.cat([self.key_values[layer], key_value], dim=3)
             if self.layer_inputs is not None:
                 self.layer_inputs[layer] = th.cat([self.layer_inputs[layer], hidden], dim=1)
-        elif isinstance(slots, int):
-            n = key_value.shape[3]
-            self.key_values[layer][:, :, :, slots : slots + n] = key_value
-            if self.layer_inputs is not None:
-                self.layer_inputs[layer][:, slots : slots + n] = hidden
         else:
             self.key_values[layer].scatter_(3, slots[None, None, :, :, None].expand_as(key_value), key_value)
             if self.layer_inputs is not None:

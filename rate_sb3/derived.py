@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from operator import is_
+from itertools import starmap
+from operator import attrgetter, getitem, is_
 from typing import Generic, TypeVar
 
 import torch as th
 from torch import nn
 
 Derived = TypeVar("Derived")
+_version_of = attrgetter("_version")
 
 
 class DerivedWeights(Generic[Derived]):
@@ -34,8 +36,8 @@ class DerivedWeights(Generic[Derived]):
         self._value: Derived | None = None
 
     def __call__(self, like: th.Tensor) -> Derived:
-        parameters = [params[name] for params, name in self._lookups]
-        versions = [param._version for param in parameters]
+        parameters = list(starmap(getitem, self._lookups))  # C loops: this check runs at every inference step
+        versions = list(map(_version_of, parameters))
         like_key = (like.dtype, like.device)
         if versions != self._versions or like_key != self._like or not all(map(is_, parameters, self._parameters)):
             with th.no_grad():

@@ -24,7 +24,9 @@ with one env the queries attend all slots through them, at no cost in calls.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import is_
 
 import numpy as np
 import torch as th
@@ -53,18 +55,43 @@ class _Patterns:
 
 class SlotStore(KeyValueStore):
     """An inference store over preallocated buffers (shaped as :meth:`IncrementalInference.empty_buffers`
-    makes them), with views of their keys and values for the attention.
+    makes them), with views of their keys and values for the attention and the patterns of its slots.
 
     Layer inputs are kept when their buffer has slots (a hidden-state cache).
     """
 
-    def __init__(self, key_values: th.Tensor, layer_inputs: th.Tensor, key_valid: th.Tensor, key_idx) -> None:
-        super().__init__(list(key_values), key_idx, key_valid, list(layer_inputs) if layer_inputs.shape[-2] else None)
+    def __init__(self, key_values: th.Tensor, layer_inputs: th.Tensor, key_valid: th.Tensor, patterns: _Patterns):
+        kept_inputs = list(layer_inputs) if layer_inputs.shape[-2] else None
+        super().__init__(list(key_values), patterns.key_idx, key_valid, kept_inputs)
         self.buffers = (key_values, layer_inputs, key_valid)  # the store is handed out again for these
+        self.patterns = patterns
         n_slots, d_head = key_values.shape[-2:]
         by_head_and_row = [layer.view(2, -1, n_slots, d_head) for layer in key_values]  # views: writes show
         self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
         self.values = [values for _, values in by_head_and_row]  # (H B, S, dh) per layer
+        self._slot_views: dict[tuple[int, int], list[tuple[th.Tensor, th.Tensor | None]]] = {}
+
+    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor) -> None:
+        """As :meth:`KeyValueStore.write`, with ``slots`` an int as well: every row's n tokens go to the slots
+        from there on, through views kept for each slot range (indexing with slices costs more than the copy)."""
+        if not isinstance(slots, int):
+            super().write(layer, key_value, hidden, slots)
+            return
+        where = (slots, key_value.shape[3])
+        views = self._slot_views.get(where) or self._slot_views.setdefault(where, self._views_at(*where))
+        key_values, inputs = views[layer]
+        key_values.copy_(key_value)
+        if inputs is not None:
+            inputs.copy_(hidden)
+
+    def _views_at(self, start: int, n: int) -> list[tuple[th.Tensor, th.Tensor | None]]:
+        """Each layer's keys and values and layer inputs at slots ``start`` to ``start + n``."""
+        slots = slice(start, start + n)
+        inputs = self.layer_inputs or [None] * len(self.key_values)
+        return [
+            (key_values[:, :, :, slots], None if layer_inputs is None else layer_inputs[:, slots])
+            for key_values, layer_inputs in zip(self.key_values, inputs)
+        ]
 
 
 @dataclass
@@ -77,6 +104,7 @@ class _FoldedLayer:
     position_offsets: th.Tensor  # (H, 1, P + 1): scaled (position bias - content bias) . keys; -inf last
     out_weight: th.Tensor  # (H dh, d) the output projection
     norm: tuple[th.Tensor, th.Tensor, float]  # the attention LayerNorm's weight, bias and eps
+    feed_forward: Callable[[th.Tensor], th.Tensor] | None  # the layer's feed-forward block, if it has one
 
 
 class IncrementalInference:
@@ -115,11 +143,9 @@ class IncrementalInference:
 
         The store of the latest buffers is kept (holding them) and handed out again for the same buffers.
         """
-        buffers = (key_values, layer_inputs, key_valid)
         last = self._last_store
-        if last is None or any(new is not old for new, old in zip(buffers, last.buffers)):
-            key_idx = self._patterns_on(key_values.device).key_idx
-            last = SlotStore(key_values, layer_inputs, key_valid, key_idx)
+        if last is None or not all(map(is_, (key_values, layer_inputs, key_valid), last.buffers)):
+            last = SlotStore(key_values, layer_inputs, key_valid, self._patterns_on(key_values.device))
             self._last_store = last
         return last
 
@@ -133,7 +159,7 @@ class IncrementalInference:
             for layer_id, layer in enumerate(self.transformer.layers):
                 store.key_values[layer_id][..., : cfg.mem_len, :] = layer.project(cache[:, layer_id])[1]
         if cfg.n_mem_tokens and read:
-            self._attend(store, memory, self._patterns_on(memory.device).read, cfg.mem_len, self.scratch_slot)
+            self._attend(store, memory, store.patterns.read, cfg.mem_len, self.scratch_slot)
 
     def step(
         self, store: SlotStore, tokens: th.Tensor, phase: int | np.ndarray, memory: th.Tensor | None = None
@@ -143,7 +169,7 @@ class IncrementalInference:
         ``phase`` is an int for every row, or a host array with one per row. ``memory`` (B, m, d): every row
         is at phase 0 and the segment's read tokens run in this call (see :meth:`begin_segment`).
         """
-        patterns = self._patterns_on(tokens.device)
+        patterns = store.patterns
         if memory is not None:
             tokens = th.cat([memory, tokens], dim=1)
             slots, n_keys = self.config.mem_len, self._step_keys(0)
@@ -164,7 +190,7 @@ class IncrementalInference:
         """Run the segment's last action token (B, 1, d) and the write tokens; the next memory and cache."""
         cfg, m = self.config, self.config.n_mem_tokens
         tokens = th.cat([last_action, memory], dim=1) if m else last_action
-        patterns = self._patterns_on(tokens.device)
+        patterns = store.patterns
         hidden = self._attend(store, tokens, patterns.end, self.scratch_slot + 3 * cfg.segment_len, self.n_slots)
         next_memory = self.transformer.next_memory(memory, hidden[:, 1:]) if m else None
         next_cache = next_valid = None
@@ -206,8 +232,7 @@ class IncrementalInference:
         residual_scale = 2.0 if cfg.double_residual else 1.0
         keep_inputs = store.layer_inputs is not None
         hidden = tokens.reshape(rows, d_model)
-        layers = zip(self.transformer.layers, self._folded_layers(tokens))
-        for layer_id, (module, layer) in enumerate(layers):
+        for layer_id, layer in enumerate(self._folded_layers(tokens)):
             qkv = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(rows, 3 * heads, d_head).transpose(0, 1)
             query, key_value = qkv.tensor_split((heads,))
             inputs = hidden.view(batch, q, d_model) if keep_inputs else None
@@ -223,8 +248,8 @@ class IncrementalInference:
             attended = attended.transpose(0, 1).reshape(rows, heads * d_head)
             hidden = th.addmm(hidden, attended, layer.out_weight, beta=residual_scale)
             hidden = th.layer_norm(hidden, (d_model,), *layer.norm)
-            if module.ffn is not None:
-                hidden = module.feed_forward(hidden)
+            if layer.feed_forward is not None:
+                hidden = layer.feed_forward(hidden)
         return hidden.view(batch, q, d_model)
 
     def _fold_sources(self) -> list[tuple[nn.Module, str]]:
@@ -251,7 +276,8 @@ class IncrementalInference:
             offsets[..., -1] = float("-inf")
             norm = (layer.norm_attn.weight.detach(), layer.norm_attn.bias.detach(), layer.norm_attn.eps)
             out_weight = layer.out_proj.weight.detach().t().contiguous()
-            folded.append(_FoldedLayer(weight, bias, keys, offsets, out_weight, norm))
+            feed_forward = layer.feed_forward if layer.ffn is not None else None
+            folded.append(_FoldedLayer(weight, bias, keys, offsets, out_weight, norm, feed_forward))
         return folded
 
     def _slots(self, x_idx: th.Tensor) -> th.Tensor:

@@ -108,6 +108,7 @@ class RATEPolicy(BasePolicy):
         self.discrete_actions = isinstance(action_space, spaces.Discrete)
         self.action_dim = 1 if self.discrete_actions else int(np.prod(action_space.shape))
         self.observation_encoder = ObservationEncoder(self.inner_observation_space, d, normalize_images)
+        self.image_observations = self.observation_encoder.images
         self.action_encoder = ActionEncoder(action_space, d)
         self.return_encoder = th.nn.Linear(1, d)
         self.transformer = RATETransformer(self.config)
@@ -249,7 +250,7 @@ class RATEPolicy(BasePolicy):
         prev_reward = np.asarray(observation[PREV_REWARD_KEY], dtype=np.float32)
         vectorized = prev_reward.ndim == 2
         inner = np.asarray(observation[OBSERVATION_KEY])
-        if self.observation_encoder.images:
+        if self.image_observations:
             # channel-last images from an env without VecTransposeImage (rl_zoo3 enjoy) become channel-first
             inner = maybe_transpose(inner, self.inner_observation_space)
         if not vectorized:
@@ -271,8 +272,7 @@ class RATEPolicy(BasePolicy):
             read_with_step = bool(segment_starts.all() and self.config.n_mem_tokens)  # one call fewer
             self._begin_segments(state, np.flatnonzero(segment_starts), read=not read_with_step)
             read_memory = state.memory if read_with_step else None
-        like = self.transformer.initial_memory
-        tokens = self.step_encoder(state.last_action, return_to_go, observations, like)
+        tokens = self.step_encoder(state.last_action, return_to_go, observations, state.memory)  # its dtype, device
         store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
         hidden = self.inference.step(store, tokens, phase, read_memory)[:, 2]
         actions = self.action_head.act(hidden, deterministic).cpu().numpy()
