@@ -53,14 +53,25 @@ class _Patterns:
     x_slots: th.Tensor  # (n_tokens,) slot of each token of X
 
 
+SlotViews = list[tuple[th.Tensor, th.Tensor | None]]  # per layer: keys and values, layer inputs at some slots
+
+
 class SlotStore(KeyValueStore):
     """An inference store over preallocated buffers (shaped as :meth:`IncrementalInference.empty_buffers`
     makes them), with views of their keys and values for the attention and the patterns of its slots.
 
-    Layer inputs are kept when their buffer has slots (a hidden-state cache).
+    Layer inputs are kept when their buffer has slots (a hidden-state cache). ``steps`` (first slot, K): the
+    slots of the segment's K steps, 3 each, whose views are made up front.
     """
 
-    def __init__(self, key_values: th.Tensor, layer_inputs: th.Tensor, key_valid: th.Tensor, patterns: _Patterns):
+    def __init__(
+        self,
+        key_values: th.Tensor,
+        layer_inputs: th.Tensor,
+        key_valid: th.Tensor,
+        patterns: _Patterns,
+        steps: tuple[int, int],
+    ) -> None:
         kept_inputs = list(layer_inputs) if layer_inputs.shape[-2] else None
         super().__init__(list(key_values), patterns.key_idx, key_valid, kept_inputs)
         self.buffers = (key_values, layer_inputs, key_valid)  # the store is handed out again for these
@@ -69,7 +80,7 @@ class SlotStore(KeyValueStore):
         by_head_and_row = [layer.view(2, -1, n_slots, d_head) for layer in key_values]  # views: writes show
         self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
         self.values = [values for _, values in by_head_and_row]  # (H B, S, dh) per layer
-        self._slot_views: dict[tuple[int, int], list[tuple[th.Tensor, th.Tensor | None]]] = {}
+        self._slot_views = self._step_views(*steps)
 
     def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor) -> None:
         """As :meth:`KeyValueStore.write`, with ``slots`` an int as well: every row's n tokens go to the slots
@@ -84,7 +95,20 @@ class SlotStore(KeyValueStore):
         if inputs is not None:
             inputs.copy_(hidden)
 
-    def _views_at(self, start: int, n: int) -> list[tuple[th.Tensor, th.Tensor | None]]:
+    def _step_views(self, first: int, n_steps: int) -> dict[tuple[int, int], SlotViews]:
+        """The views of every step's 3 slots by (first slot, 3), made with one call per buffer (slicing each
+        costs more: a fresh state's store makes them all)."""
+
+        def steps_of(buffer: th.Tensor, slot_dim: int) -> tuple[th.Tensor, ...]:
+            return buffer.narrow(slot_dim, first, 3 * n_steps).unflatten(slot_dim, (n_steps, 3)).unbind(slot_dim)
+
+        key_values = [steps_of(layer, 3) for layer in self.key_values]
+        no_inputs = [(None,) * n_steps] * len(key_values)
+        inputs = no_inputs if self.layer_inputs is None else [steps_of(layer, 1) for layer in self.layer_inputs]
+        by_step = zip(zip(*key_values), zip(*inputs))
+        return {(first + 3 * step, 3): list(zip(*views)) for step, views in enumerate(by_step)}
+
+    def _views_at(self, start: int, n: int) -> SlotViews:
         """Each layer's keys and values and layer inputs at slots ``start`` to ``start + n``."""
         slots = slice(start, start + n)
         inputs = self.layer_inputs or [None] * len(self.key_values)
@@ -145,7 +169,8 @@ class IncrementalInference:
         """
         last = self._last_store
         if last is None or not all(map(is_, (key_values, layer_inputs, key_valid), last.buffers)):
-            last = SlotStore(key_values, layer_inputs, key_valid, self._patterns_on(key_values.device))
+            patterns, steps = self._patterns_on(key_values.device), (self.scratch_slot, self.config.segment_len)
+            last = SlotStore(key_values, layer_inputs, key_valid, patterns, steps)
             self._last_store = last
         return last
 
