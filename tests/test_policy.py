@@ -107,6 +107,14 @@ def test_predict_equals_the_training_forward_in_every_space(observation_space, a
 
 def test_batched_predict_with_different_segment_phases_equals_single_env_predict():
     model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
+    head, act = model.policy.action_head, model.policy.action_head.act
+    recorded = []
+
+    def recording_act(hidden, deterministic):
+        recorded.append(hidden)
+        return act(hidden, deterministic)
+
+    head.act = recording_act
     env = make_vec_env("TMaze-v0", n_envs=3, wrapper_class=PrevRewardWrapper, env_kwargs=dict(corridor_length=7))
     obs = env.reset()
     rng = np.random.default_rng(0)
@@ -115,9 +123,11 @@ def test_batched_predict_with_different_segment_phases_equals_single_env_predict
     for _ in range(25):
         starts = starts | (rng.random(3) < 0.1)  # restart envs at random moments: phases drift apart
         actions, state = model.predict(obs, state, starts, deterministic=True)
+        batched = recorded.pop()
         for i in range(3):
             single_obs = {key: value[i : i + 1] for key, value in obs.items()}
             single_action, singles[i] = model.predict(single_obs, singles[i], starts[i : i + 1], deterministic=True)
+            th.testing.assert_close(batched[i : i + 1], recorded.pop(), atol=1e-5, rtol=1e-5)
             assert single_action[0] == actions[i]
         obs, _, starts, _ = env.step(actions)
 
