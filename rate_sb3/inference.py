@@ -135,9 +135,11 @@ class IncrementalInference:
     """Runs a :class:`RATETransformer` a few tokens at a time on preallocated stores."""
 
     def __init__(self, transformer: RATETransformer) -> None:
-        self.transformer, self.config = transformer, transformer.config
+        self.transformer, self.config, k = transformer, transformer.config, transformer.config.segment_len
         self.n_slots = self.config.mem_len + self.config.n_tokens + 1
         self.scratch_slot = self.config.mem_len + self.config.n_mem_tokens  # also phase 0's first step slot
+        # per phase: the step's first slot, and the slots up to its observation (the last its tokens see)
+        self._step_slots = [(self.scratch_slot + 3 * phase, self._step_keys(phase)) for phase in range(k)]
         self._patterns: _Patterns | None = None
         self._last_store: SlotStore | None = None
         self._folded_layers = DerivedWeights(self._fold_sources(), self._fold_layers)
@@ -202,7 +204,7 @@ class IncrementalInference:
         if not isinstance(phase, int) and (len(phase) == 1 or (phase == phase[0]).all()):
             phase = int(phase[0])
         if isinstance(phase, int):
-            index, slots, n_keys = patterns.step_by_phase[phase], self.scratch_slot + 3 * phase, self._step_keys(phase)
+            index, (slots, n_keys) = patterns.step_by_phase[phase], self._step_slots[phase]
         else:
             row_phase = th.as_tensor(phase, device=tokens.device)
             slots = self.scratch_slot + 3 * row_phase[:, None] + th.arange(3, device=tokens.device)

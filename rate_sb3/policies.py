@@ -230,7 +230,7 @@ class RATEPolicy(BasePolicy):
             if state is None:
                 state, starts = self.initial_state(n_envs), np.ones(n_envs, dtype=bool)
             else:
-                state = RATEState(*state)
+                state = state if isinstance(state, RATEState) else RATEState(*state)
                 starts = np.zeros(n_envs, bool) if episode_start is None else np.asarray(episode_start, dtype=bool)
                 if starts.shape != (n_envs,):
                     starts = starts.reshape(n_envs)
@@ -262,7 +262,8 @@ class RATEPolicy(BasePolicy):
     ) -> np.ndarray:
         return_to_go, step = state.return_to_go, state.step  # names for the in-place updates
         return_to_go -= prev_reward * self.return_scale  # restarted envs get the target return below
-        self._restart(state, starts)
+        if starts.any():
+            self._restart(state, starts)
         if self.return_to_go_cap is not None:
             np.minimum(return_to_go, self.return_to_go_cap * self.return_scale, out=return_to_go)
         phase, read_memory = step % self.config.segment_len, None
@@ -284,8 +285,6 @@ class RATEPolicy(BasePolicy):
         return actions
 
     def _restart(self, state: RATEState, starts: np.ndarray) -> None:
-        if not starts.any():
-            return
         rows = th.as_tensor(np.flatnonzero(starts), device=self.device)
         state.step[starts] = 0
         state.return_to_go[starts] = self.target_return * self.return_scale
