@@ -53,9 +53,6 @@ class _Patterns:
     x_slots: th.Tensor  # (n_tokens,) slot of each token of X
 
 
-SlotViews = list[tuple[th.Tensor, th.Tensor | None]]  # per layer: keys and values, layer inputs at some slots
-
-
 class SlotStore(KeyValueStore):
     """An inference store over preallocated buffers (shaped as :meth:`IncrementalInference.empty_buffers`
     makes them), with views of their keys and values for the attention and the patterns of its slots.
@@ -72,15 +69,18 @@ class SlotStore(KeyValueStore):
         patterns: _Patterns,
         steps: tuple[int, int],
     ) -> None:
-        kept_inputs = list(layer_inputs) if layer_inputs.shape[-2] else None
-        super().__init__(list(key_values), patterns.key_idx, key_valid, kept_inputs)
+        layers = key_values.unbind()
+        kept_inputs = list(layer_inputs.unbind()) if layer_inputs.shape[-2] else None
+        super().__init__(list(layers), patterns.key_idx, key_valid, kept_inputs)
         self.buffers = (key_values, layer_inputs, key_valid)  # the store is handed out again for these
         self.patterns = patterns
         n_slots, d_head = key_values.shape[-2:]
-        by_head_and_row = [layer.view(2, -1, n_slots, d_head) for layer in key_values]  # views: writes show
+        by_head_and_row = [layer.view(2, -1, n_slots, d_head).unbind() for layer in layers]  # views: writes show
         self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
         self.values = [values for _, values in by_head_and_row]  # (H B, S, dh) per layer
-        self._slot_views = self._step_views(*steps)
+        # per slot range (first slot, n): each layer's keys and values there, and its layer inputs when kept
+        self._key_value_views = self._step_views(self.key_values, 3, *steps)
+        self._input_views = {} if self.layer_inputs is None else self._step_views(self.layer_inputs, 1, *steps)
 
     def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor) -> None:
         """As :meth:`KeyValueStore.write`, with ``slots`` an int as well: every row's n tokens go to the slots
@@ -89,33 +89,28 @@ class SlotStore(KeyValueStore):
             super().write(layer, key_value, hidden, slots)
             return
         where = (slots, key_value.shape[3])
-        views = self._slot_views.get(where) or self._slot_views.setdefault(where, self._views_at(*where))
-        key_values, inputs = views[layer]
-        key_values.copy_(key_value)
-        if inputs is not None:
-            inputs.copy_(hidden)
+        views = self._key_value_views.get(where) or self._add_views(*where)
+        views[layer].copy_(key_value)
+        if self.layer_inputs is not None:
+            self._input_views[where][layer].copy_(hidden)
 
-    def _step_views(self, first: int, n_steps: int) -> dict[tuple[int, int], SlotViews]:
-        """The views of every step's 3 slots by (first slot, 3), made with one call per buffer (slicing each
-        costs more: a fresh state's store makes them all)."""
-
-        def steps_of(buffer: th.Tensor, slot_dim: int) -> tuple[th.Tensor, ...]:
-            return buffer.narrow(slot_dim, first, 3 * n_steps).unflatten(slot_dim, (n_steps, 3)).unbind(slot_dim)
-
-        key_values = [steps_of(layer, 3) for layer in self.key_values]
-        no_inputs = [(None,) * n_steps] * len(key_values)
-        inputs = no_inputs if self.layer_inputs is None else [steps_of(layer, 1) for layer in self.layer_inputs]
-        by_step = zip(zip(*key_values), zip(*inputs))
-        return {(first + 3 * step, 3): list(zip(*views)) for step, views in enumerate(by_step)}
-
-    def _views_at(self, start: int, n: int) -> SlotViews:
-        """Each layer's keys and values and layer inputs at slots ``start`` to ``start + n``."""
-        slots = slice(start, start + n)
-        inputs = self.layer_inputs or [None] * len(self.key_values)
-        return [
-            (key_values[:, :, :, slots], None if layer_inputs is None else layer_inputs[:, slots])
-            for key_values, layer_inputs in zip(self.key_values, inputs)
+    @staticmethod
+    def _step_views(buffers: list[th.Tensor], slot_dim: int, first: int, n_steps: int) -> dict:
+        """The views of every step's 3 slots in each buffer, made with one call per buffer (slicing each costs
+        more: a fresh state's store makes them all)."""
+        by_buffer = [
+            buffer.narrow(slot_dim, first, 3 * n_steps).unflatten(slot_dim, (n_steps, 3)).unbind(slot_dim)
+            for buffer in buffers
         ]
+        return dict(zip([(first + 3 * step, 3) for step in range(n_steps)], zip(*by_buffer)))
+
+    def _add_views(self, start: int, n: int) -> tuple[th.Tensor, ...]:
+        """Keep the views of slots ``start`` to ``start + n``; the keys and values ones."""
+        slots = slice(start, start + n)
+        views = self._key_value_views[start, n] = tuple(layer[:, :, :, slots] for layer in self.key_values)
+        if self.layer_inputs is not None:
+            self._input_views[start, n] = tuple(layer[:, slots] for layer in self.layer_inputs)
+        return views
 
 
 @dataclass
