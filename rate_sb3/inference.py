@@ -18,8 +18,9 @@ With one env a step costs the number of PyTorch calls, not arithmetic, so these 
 attention scale and the content bias are folded into the query projection, a blocked query-key pair reads a
 ``-inf`` column of the relative-position scores, the queries, keys and values come from one matrix product
 viewed head first and the heads leave through another, so that a layer is a dozen arithmetic calls and a few
-views. The store of a state's buffers (:class:`SlotStore`) is kept between calls with its attention views;
-with one env the queries attend all slots through them, at no cost in calls.
+views. The store of a state's buffers (:class:`SlotStore`) is kept between calls with its attention views
+and the views that each step's keys and values are copied into; with one env the queries attend all slots
+through them, at no cost in calls.
 """
 
 from __future__ import annotations
