@@ -59,7 +59,7 @@ class SlotStore(KeyValueStore):
     makes them), with views of their keys and values for the attention and the patterns of its slots.
 
     Layer inputs are kept when their buffer has slots (a hidden-state cache). ``steps`` (first slot, K): the
-    slots of the segment's K steps, 3 each, whose views are made up front.
+    slots of the segment's K steps, 3 each, whose views are made up front (None: every view when first used).
     """
 
     def __init__(
@@ -68,7 +68,7 @@ class SlotStore(KeyValueStore):
         layer_inputs: th.Tensor,
         key_valid: th.Tensor,
         patterns: _Patterns,
-        steps: tuple[int, int],
+        steps: tuple[int, int] | None,
     ) -> None:
         layers = key_values.unbind()
         kept_inputs = list(layer_inputs.unbind()) if layer_inputs.shape[-2] else None
@@ -80,8 +80,8 @@ class SlotStore(KeyValueStore):
         self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
         self.values = [values for _, values in by_head_and_row]  # (H B, S, dh) per layer
         # per slot range (first slot, n): each layer's keys and values there, and its layer inputs when kept
-        self._key_value_views = self._step_views(self.key_values, 3, *steps)
-        self._input_views = {} if self.layer_inputs is None else self._step_views(self.layer_inputs, 1, *steps)
+        self._key_value_views = self._step_views(self.key_values, 3, *steps) if steps else {}
+        self._input_views = self._step_views(self.layer_inputs, 1, *steps) if steps and self.layer_inputs else {}
 
     def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor) -> None:
         """As :meth:`KeyValueStore.write`, with ``slots`` an int as well: every row's n tokens go to the slots
@@ -106,7 +106,7 @@ class SlotStore(KeyValueStore):
         return dict(zip([(first + 3 * step, 3) for step in range(n_steps)], zip(*by_buffer)))
 
     def _add_views(self, start: int, n: int) -> tuple[th.Tensor, ...]:
-        """Keep the views of slots ``start`` to ``start + n``; the keys and values ones."""
+        """Make and keep the views of slots ``start`` to ``start + n``; returns each layer's keys and values ones."""
         slots = slice(start, start + n)
         views = self._key_value_views[start, n] = tuple(layer[:, :, :, slots] for layer in self.key_values)
         if self.layer_inputs is not None:
@@ -158,13 +158,19 @@ class IncrementalInference:
         key_values, layer_inputs, key_valid = self.empty_buffers(batch, like)
         if cache_valid is not None:
             key_valid[:, : self.config.mem_len] = cache_valid
-        return self.store(key_values, layer_inputs, key_valid)
+        return self.store(key_values, layer_inputs, key_valid, keep=False)
 
-    def store(self, key_values: th.Tensor, layer_inputs: th.Tensor, key_valid: th.Tensor) -> SlotStore:
+    def store(
+        self, key_values: th.Tensor, layer_inputs: th.Tensor, key_valid: th.Tensor, keep: bool = True
+    ) -> SlotStore:
         """A store that writes into the given buffers (shaped as :meth:`empty_buffers` makes them).
 
-        The store of the latest buffers is kept (holding them) and handed out again for the same buffers.
+        The store of the latest buffers kept (holding them) is handed out again for the same buffers; it has
+        the views of every step's slots. ``keep=False``: a store for a few calls (copies of some envs' rows),
+        neither kept nor given those views.
         """
+        if not keep:
+            return SlotStore(key_values, layer_inputs, key_valid, self._patterns_on(key_values.device), None)
         last = self._last_store
         if last is None or not all(map(is_, (key_values, layer_inputs, key_valid), last.buffers)):
             patterns, steps = self._patterns_on(key_values.device), (self.scratch_slot, self.config.segment_len)

@@ -300,7 +300,8 @@ class RATEPolicy(BasePolicy):
         """The inference store of some envs (copies of their rows, unless ``rows`` is all of them)."""
         if isinstance(rows, slice):  # the state's own buffers, whose store the inference keeps between calls
             return self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
-        return self.inference.store(state.key_values[:, :, :, rows], state.layer_inputs[:, rows], state.key_valid[rows])
+        copies = state.key_values[:, :, :, rows], state.layer_inputs[:, rows], state.key_valid[rows]
+        return self.inference.store(*copies, keep=False)
 
     def _end_segments(self, state: RATEState, envs: np.ndarray) -> None:
         """Run the segment's last action and the write tokens; keep the next memory and cache."""
