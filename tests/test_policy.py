@@ -10,6 +10,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
 from rate_sb3.collect import collect_episodes
+from rate_sb3.encoders import CategoricalHead
 from rate_sb3.envs import make_expert
 from rate_sb3.policies import RATEPolicy
 from rate_sb3.wrappers import reward_observation_space
@@ -103,6 +104,22 @@ def test_predict_equals_the_training_forward_in_every_space(observation_space, a
             steps = recorded_step_hidden(policy, observations, model_actions, rewards)
             hidden = training_hidden(policy, observations, model_actions, rewards)
             th.testing.assert_close(steps, hidden, atol=1e-4, rtol=1e-4)
+
+
+def test_categorical_head_acts_with_its_current_weight():
+    # act multiplies by a kept transposed copy of the weight: updates in place and replacements must reach it
+    head = CategoricalHead(8, 5)
+    hidden = th.randn(64, 8)
+    with th.no_grad():
+        for update in [
+            None,
+            lambda: head.linear.weight.copy_(th.randn(5, 8)),
+            lambda: head.load_state_dict({"linear.weight": th.randn(5, 8)}, assign=True),
+        ]:
+            if update is not None:
+                update()
+            th.testing.assert_close(head.act(hidden, deterministic=True), head.linear(hidden).argmax(-1))
+            th.testing.assert_close(head.act(hidden.double(), deterministic=True), head.linear(hidden).argmax(-1))
 
 
 def test_batched_predict_with_different_segment_phases_equals_single_env_predict():
