@@ -153,7 +153,7 @@ class IncrementalInference:
         key_valid[:, : cfg.mem_len] = False
         return key_values, layer_inputs, key_valid
 
-    def empty_store(self, batch: int, like: th.Tensor, cache_valid: th.Tensor | None = None) -> KeyValueStore:
+    def empty_store(self, batch: int, like: th.Tensor, cache_valid: th.Tensor | None = None) -> SlotStore:
         """A store over new buffers; ``cache_valid`` (B, mem_len) marks the cache slots that will be filled."""
         key_values, layer_inputs, key_valid = self.empty_buffers(batch, like)
         if cache_valid is not None:
