@@ -82,6 +82,7 @@ class SlotStore(KeyValueStore):
         # per slot range (first slot, n): each layer's keys and values there, and its layer inputs when kept
         self._key_value_views = self._step_views(self.key_values, 3, *steps) if steps else {}
         self._input_views = self._step_views(self.layer_inputs, 1, *steps) if steps and self.layer_inputs else {}
+        self.workspaces: dict[int, _Workspace] = {}  # one env's, by number of tokens per call
 
     def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor) -> None:
         """As :meth:`KeyValueStore.write`, with ``slots`` an int as well: every row's n tokens go to the slots
@@ -112,6 +113,31 @@ class SlotStore(KeyValueStore):
         if self.layer_inputs is not None:
             self._input_views[start, n] = tuple(layer[:, slots] for layer in self.layer_inputs)
         return views
+
+
+@dataclass
+class _Workspace:
+    """Preallocated outputs of one env's :meth:`IncrementalInference._attend` with q tokens, which its layers
+    share, and their views (each costs a PyTorch call, so they are made once)."""
+
+    projected: th.Tensor  # (q, 3 H dh) queries, keys and values, head by head
+    query: th.Tensor  # (H, q, dh) view of ``projected``
+    key_value: th.Tensor  # (2, H, 1, q, dh) view of ``projected``
+    scores: th.Tensor  # (H, q, S)
+    by_head: th.Tensor  # (H, q, dh) view of ``attended``
+    attended: th.Tensor  # (q, H dh) the heads' outputs side by side
+
+    @classmethod
+    def like(cls, tokens: th.Tensor, heads: int, d_head: int, n_slots: int) -> _Workspace:
+        q = tokens.shape[1]
+        projected = tokens.new_empty(q, 3 * heads, d_head)
+        head_first = projected.transpose(0, 1)
+        attended = tokens.new_empty(q, heads, d_head)
+        key_value = head_first[heads:].view(2, heads, 1, q, d_head)
+        scores = tokens.new_empty(heads, q, n_slots)
+        return cls(
+            projected.view(q, -1), head_first[:heads], key_value, scores, attended.transpose(0, 1), attended.view(q, -1)
+        )
 
 
 @dataclass
@@ -249,9 +275,11 @@ class IncrementalInference:
         heads, d_head, d_model, rows = cfg.n_heads, cfg.d_head, cfg.d_model, batch * q
         # The position scores take all rows of a head at once, (H, B q, .), the content scores each env's
         # rows, (H B, q, .). With one env these shapes are the same, so the reshapes between them are skipped,
-        # and the queries attend all slots (the calls cost, not the arithmetic) through the store's views.
+        # the queries attend all slots (the calls cost, not the arithmetic) through the store's views, and the
+        # products write into the store's workspace for q tokens, through views made once.
         one_env = batch == 1
         if one_env:
+            work = store.workspaces.get(q) or self._add_workspace(store, tokens)
             n, keys_t, values = self.n_slots, store.keys_t, store.values
             index = index.expand(heads, q, n)
         else:
@@ -262,24 +290,36 @@ class IncrementalInference:
         keep_inputs = store.layer_inputs is not None
         hidden = tokens.reshape(rows, d_model)
         for layer_id, layer in enumerate(self._folded_layers(tokens)):
-            qkv = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(rows, 3 * heads, d_head).transpose(0, 1)
-            query, key_value = qkv.tensor_split((heads,))
-            inputs = hidden.view(batch, q, d_model) if keep_inputs else None
-            store.write(layer_id, key_value.view(2, heads, batch, q, d_head), inputs, slots)
-            scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys).gather(-1, index)
+            if one_env:
+                th.addmm(layer.qkv_bias, hidden, layer.qkv_weight, out=work.projected)
+                query, key_value, scores = work.query, work.key_value, work.scores
+                th.gather(th.baddbmm(layer.position_offsets, query, layer.relative_keys), -1, index, out=scores)
+            else:
+                projected = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(rows, 3 * heads, d_head)
+                query, key_value = projected.transpose(0, 1).tensor_split((heads,))
+                key_value = key_value.view(2, heads, batch, q, d_head)
+                scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys).gather(-1, index)
+            store.write(layer_id, key_value, hidden.view(batch, q, d_model) if keep_inputs else None, slots)
             if cache_blocked is not None:  # empty cache slots
                 scores.view(heads, batch, q, n).masked_fill_(cache_blocked, float("-inf"))
-            if not one_env:
+            if one_env:
+                th.bmm(scores.baddbmm_(query, keys_t[layer_id]).softmax(-1), values[layer_id], out=work.by_head)
+                attended = work.attended
+            else:
                 query, scores = query.reshape(heads * batch, q, d_head), scores.view(heads * batch, q, n)
-            attended = th.bmm(th.baddbmm(scores, query, keys_t[layer_id]).softmax(-1), values[layer_id])
-            if not one_env:
-                attended = attended.view(heads, rows, d_head)
-            attended = attended.transpose(0, 1).reshape(rows, heads * d_head)
+                attended = th.bmm(th.baddbmm(scores, query, keys_t[layer_id]).softmax(-1), values[layer_id])
+                attended = attended.view(heads, rows, d_head).transpose(0, 1).reshape(rows, heads * d_head)
             hidden = th.addmm(hidden, attended, layer.out_weight, beta=residual_scale)
             hidden = th.layer_norm(hidden, (d_model,), *layer.norm)
             if layer.feed_forward is not None:
                 hidden = layer.feed_forward(hidden)
         return hidden.view(batch, q, d_model)
+
+    def _add_workspace(self, store: SlotStore, tokens: th.Tensor) -> _Workspace:
+        work = store.workspaces[tokens.shape[1]] = _Workspace.like(
+            tokens, self.config.n_heads, self.config.d_head, self.n_slots
+        )
+        return work
 
     def _fold_sources(self) -> list[tuple[nn.Module, str]]:
         """Every parameter that :meth:`_fold_layers` copies or views."""
