@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+from typing import NamedTuple
 
 import numpy as np
 import torch as th
@@ -179,11 +181,21 @@ class SquashedGaussianHead(nn.Module):
         return th.tanh(self._normal(hidden).mean)
 
 
+class _Features(NamedTuple):
+    """A buffer of step features (float32 on the CPU) and numpy views of its parts."""
+
+    tensor: th.Tensor  # (n, features)
+    actions: np.ndarray  # (n, action features)
+    returns: np.ndarray  # (n,)
+    observations: np.ndarray  # (n, flattened observation; 0 wide when the observation encoder runs on its own)
+
+
 class StepEncoder:
     """The tokens [a_{t-1}, R_t, o_t] of one env step in a single matrix product, for ``predict``.
 
     With one env a step costs PyTorch calls, not arithmetic, so the host writes each env's features
-    [previous action | return-to-go | flattened observation] into one row and a block-diagonal matrix maps the
+    [previous action | return-to-go | flattened observation] into one row of a buffer kept for the number of
+    envs (and the thread: calls from several threads do not share one) and a block-diagonal matrix maps the
     row to the three tokens. A Discrete action's features are one-hot, and its tanh is folded into the
     embedding table; a Box action's tanh follows the product. An observation encoder that is more than a
     linear layer (a CNN, a one-hot Discrete) runs on its own and its token is appended.
@@ -200,6 +212,7 @@ class StepEncoder:
         self.action_width = action_net.num_embeddings if action_encoder.discrete else action_net.in_features
         self.observation_width = self.observation_linear.in_features if self.observation_linear else 0
         self._action_indices = np.arange(self.action_width, dtype=np.float32)  # one-hot: an index equals one
+        self._features: dict[tuple[int, int], _Features] = {}  # by number of envs and thread
         sources = [(action_net, "weight"), (return_encoder, "weight"), (return_encoder, "bias")]
         if not action_encoder.discrete:
             sources.append((action_net, "bias"))
@@ -213,19 +226,30 @@ class StepEncoder:
         """Tokens (n, 3, d) like ``like`` (dtype, device) from host arrays: the previous model actions
         (n, action_dim), the scaled returns-to-go (n,) and the observations (n, *shape)."""
         n = len(return_to_go)
-        action_features = last_action == self._action_indices if self.action_encoder.discrete else last_action
-        parts = [action_features, return_to_go[:, None]]
+        features = self._features.get((n, threading.get_ident())) or self._add_features(n)
+        if self.action_encoder.discrete:
+            np.equal(last_action, self._action_indices, out=features.actions)
+        else:
+            features.actions[:] = last_action
+        features.returns[:] = return_to_go
         if self.observation_linear is not None:
-            parts.append(observations.reshape(n, -1))
-        features = np.concatenate(parts, axis=1, dtype=np.float32)
+            features.observations[:] = observations.reshape(n, -1)
         weight, bias = self._folded(like)
-        tokens = th.addmm(bias, th.from_numpy(features).to(like.device, like.dtype), weight).view(n, -1, self.d_model)
+        inputs = features.tensor if like.is_cpu and like.dtype == th.float32 else features.tensor.to(like)
+        tokens = th.addmm(bias, inputs, weight).view(n, -1, self.d_model)
         if not self.action_encoder.discrete:
             tokens[:, 0].tanh_()
         if self.observation_linear is None:
             observation_tokens = self.observation_encoder(th.as_tensor(observations, device=like.device))
             tokens = th.cat([tokens, observation_tokens[:, None]], dim=1)
         return tokens
+
+    def _add_features(self, n: int) -> _Features:
+        tensor = th.zeros(n, self.action_width + 1 + self.observation_width, dtype=th.float32)
+        array, width = tensor.numpy(), self.action_width
+        features = _Features(tensor, array[:, :width], array[:, width], array[:, width + 1 :])
+        self._features[n, threading.get_ident()] = features
+        return features
 
     def _fold(self, like: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         d, width, action_net = self.d_model, self.action_width, self.action_encoder.net

@@ -1,5 +1,9 @@
 """RATEPolicy: stateful predict against the training forward, batching, spaces and bad input."""
 
+import threading
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -147,6 +151,41 @@ def test_batched_predict_with_different_segment_phases_equals_single_env_predict
             th.testing.assert_close(batched[i : i + 1], recorded.pop(), atol=1e-5, rtol=1e-5)
             assert single_action[0] == actions[i]
         obs, _, starts, _ = env.step(actions)
+
+
+def test_predict_from_two_threads_at_once_equals_predict_from_one():
+    model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
+    act, recorded = model.policy.action_head.act, defaultdict(list)
+
+    def recording_act(hidden, deterministic):
+        recorded[threading.get_ident()].append(hidden.clone())
+        return act(hidden, deterministic)
+
+    model.policy.action_head.act = recording_act
+    rng = np.random.default_rng(0)
+    streams = [rng.integers(-1, 2, size=(300, 1, 4)).astype(np.float32) for _ in range(2)]
+
+    def run(observations: np.ndarray) -> th.Tensor:
+        state, no_reward = None, np.zeros((1, 1), np.float32)
+        for t, observation in enumerate(observations):
+            obs = {"observation": observation, "prev_reward": no_reward}
+            _, state = model.predict(obs, state, np.array([t == 0]), deterministic=True)
+        return th.cat(recorded.pop(threading.get_ident()))
+
+    alone = [run(stream) for stream in streams]
+    # the worst interleaving: both threads have written their step's features when either reads them
+    encoder, both_written = model.policy.step_encoder, threading.Barrier(2, timeout=10)
+    fold = encoder._folded
+
+    def fold_when_both_have_written(like: th.Tensor):
+        both_written.wait()
+        return fold(like)
+
+    encoder._folded = fold_when_both_have_written
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(run, streams))
+    for hidden_alone, hidden_together in zip(alone, together):
+        th.testing.assert_close(hidden_together, hidden_alone)
 
 
 def test_predict_copies_episode_start_and_handles_unbatched_observations():
