@@ -266,14 +266,15 @@ class RATEPolicy(BasePolicy):
             self._restart(state, starts)
         if self.return_to_go_cap is not None:
             np.minimum(return_to_go, self.return_to_go_cap * self.return_scale, out=return_to_go)
+        tokens = self.step_encoder(state.last_action, return_to_go, observations, state.memory)  # its dtype, device
         phase, read_memory = step % self.config.segment_len, None
         if not phase.all():
             segment_starts = phase == 0
-            self._end_segments(state, np.flatnonzero(segment_starts & (step > 0)))
+            # a step's first token embeds the previous action: at phase 0, the last action of the segment
+            self._end_segments(state, np.flatnonzero(segment_starts & (step > 0)), tokens[:, :1])
             read_with_step = bool(segment_starts.all() and self.config.n_mem_tokens)  # one call fewer
             self._begin_segments(state, np.flatnonzero(segment_starts), read=not read_with_step)
             read_memory = state.memory if read_with_step else None
-        tokens = self.step_encoder(state.last_action, return_to_go, observations, state.memory)  # its dtype, device
         store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
         hidden = self.inference.step(store, tokens, phase, read_memory)[:, 2]
         actions = self.action_head.act(hidden, deterministic).cpu().numpy()
@@ -303,14 +304,14 @@ class RATEPolicy(BasePolicy):
         copies = state.key_values[:, :, :, rows], state.layer_inputs[:, rows], state.key_valid[rows]
         return self.inference.store(*copies, keep=False)
 
-    def _end_segments(self, state: RATEState, envs: np.ndarray) -> None:
-        """Run the segment's last action and the write tokens; keep the next memory and cache."""
+    def _end_segments(self, state: RATEState, envs: np.ndarray, action_tokens: th.Tensor) -> None:
+        """Run the segment's last action (its token among every env's ``action_tokens`` (n, 1, d)) and the write
+        tokens; keep the next memory and cache."""
         if not len(envs):
             return
         rows = self._rows(envs, len(state.step))
         store = self._store(state, rows)
-        last_action = th.as_tensor(state.last_action[envs], device=self.device)
-        last_action = self.action_encoder(last_action[:, 0] if self.discrete_actions else last_action)[:, None]
+        last_action = action_tokens[rows]
         memory, cache, cache_valid = self.inference.end_segment(
             store, last_action, state.memory[rows], state.cache[rows]
         )
