@@ -260,16 +260,19 @@ class RATEPolicy(BasePolicy):
     def _act(
         self, observations: np.ndarray, prev_reward: np.ndarray, state: RATEState, starts: np.ndarray, deterministic
     ) -> np.ndarray:
-        return_to_go, step = state.return_to_go, state.step  # names for the in-place updates
-        return_to_go -= prev_reward * self.return_scale  # restarted envs get the target return below
-        if starts.any():
+        # With one env a step costs calls, not arithmetic: the bookkeeping makes few array calls (one env's phase
+        # is a Python int).
+        return_to_go, step, k = state.return_to_go, state.step, self.config.segment_len  # names for in-place updates
+        return_to_go -= prev_reward if self.return_scale == 1 else prev_reward * self.return_scale
+        if np.count_nonzero(starts):  # restarted envs get the target return here
             self._restart(state, starts)
         if self.return_to_go_cap is not None:
             np.minimum(return_to_go, self.return_to_go_cap * self.return_scale, out=return_to_go)
         tokens = self.step_encoder(state.last_action, return_to_go, observations, state.memory)  # its dtype, device
-        phase, read_memory = step % self.config.segment_len, None
-        if not phase.all():
-            segment_starts = phase == 0
+        one_env = len(step) == 1
+        phase, read_memory = int(step[0]) % k if one_env else step % k, None
+        if (phase == 0) if one_env else not phase.all():
+            segment_starts = step % k == 0
             # a step's first token embeds the previous action: at phase 0, the last action of the segment
             self._end_segments(state, np.flatnonzero(segment_starts & (step > 0)), tokens[:, :1])
             read_with_step = bool(segment_starts.all() and self.config.n_mem_tokens)  # one call fewer
@@ -277,7 +280,7 @@ class RATEPolicy(BasePolicy):
             read_memory = state.memory if read_with_step else None
         store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
         hidden = self.inference.step(store, tokens, phase, read_memory)[:, 2]
-        actions = self.action_head.act(hidden, deterministic).cpu().numpy()
+        actions = self.action_head.act(hidden, deterministic).numpy(force=True)
         step += 1
         if self.discrete_actions:
             state.last_action[:, 0] = actions
