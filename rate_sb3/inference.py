@@ -20,7 +20,8 @@ attention scale and the content bias are folded into the query projection, a blo
 viewed head first and the heads leave through another, so that a layer is a dozen arithmetic calls and a few
 views. The store of a state's buffers (:class:`SlotStore`) is kept between calls with its attention views
 and the views that each step's keys and values are copied into; with one env the queries attend all slots
-through them, at no cost in calls.
+through them, at no cost in calls, and the products write into outputs that the store keeps for each number of
+tokens per call (:class:`_Workspace`), through views made once.
 """
 
 from __future__ import annotations
