@@ -100,14 +100,22 @@ def test_predict_equals_the_training_forward_in_every_space(observation_space, a
     model_actions = policy.actions_to_model(env_actions.reshape(1, 7, -1))[0]
     rewards = np.random.default_rng(0).normal(size=7).astype(np.float32)
     policy.target_return = float(rewards.sum())
+
+    def assert_predict_equals_the_training_forward():
+        steps = recorded_step_hidden(policy, observations, model_actions, rewards)
+        hidden = training_hidden(policy, observations, model_actions, rewards)
+        th.testing.assert_close(steps, hidden, atol=1e-4, rtol=1e-4)
+
     with th.no_grad():
         # again after an in-place update of each parameter alone: predict's cached folds must all see it
         for param in [None, *policy.parameters()]:
             if param is not None:
                 param.add_(0.1 * th.randn_like(param))
-            steps = recorded_step_hidden(policy, observations, model_actions, rewards)
-            hidden = training_hidden(policy, observations, model_actions, rewards)
-            th.testing.assert_close(steps, hidden, atol=1e-4, rtol=1e-4)
+            assert_predict_equals_the_training_forward()
+        # and after every parameter is replaced by another tensor
+        replaced = {name: param + 0.1 * th.randn_like(param) for name, param in policy.named_parameters()}
+        policy.load_state_dict(replaced, strict=False, assign=True)
+        assert_predict_equals_the_training_forward()
 
 
 def test_categorical_head_acts_with_its_current_weight():
