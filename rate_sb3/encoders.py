@@ -244,6 +244,10 @@ class StepEncoder:
             tokens = th.cat([tokens, observation_tokens[:, None]], dim=1)
         return tokens
 
+    def __getstate__(self) -> dict:
+        # a copy (deepcopy, pickle) of a buffer's numpy views would no longer view its tensor: copies make their own
+        return {**self.__dict__, "_features": {}}
+
     def _add_features(self, n: int) -> _Features:
         tensor = th.zeros(n, self.action_width + 1 + self.observation_width, dtype=th.float32)
         array, width = tensor.numpy(), self.action_width

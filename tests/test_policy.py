@@ -1,5 +1,7 @@
 """RATEPolicy: stateful predict against the training forward, batching, spaces and bad input."""
 
+import copy
+import pickle
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -194,6 +196,38 @@ def test_predict_from_two_threads_at_once_equals_predict_from_one():
         together = list(pool.map(run, streams))
     for hidden_alone, hidden_together in zip(alone, together):
         th.testing.assert_close(hidden_together, hidden_alone)
+
+
+def record_hidden(policy: RATEPolicy) -> list[th.Tensor]:
+    """Make ``predict`` also record the hidden states its action head acts on."""
+    act, recorded = policy.action_head.act, []
+
+    def recording_act(hidden: th.Tensor, deterministic: bool) -> th.Tensor:
+        recorded.append(hidden.clone())
+        return act(hidden, deterministic)
+
+    policy.action_head.act = recording_act
+    return recorded
+
+
+@pytest.mark.parametrize("duplicate", [copy.deepcopy, lambda policy: pickle.loads(pickle.dumps(policy))])
+def test_a_copy_of_a_policy_in_use_predicts_as_the_original(duplicate):
+    policy = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL).policy
+    rng = np.random.default_rng(0)
+    observations = [
+        {
+            "observation": rng.integers(-1, 2, size=(1, 4)).astype(np.float32),
+            "prev_reward": np.zeros((1, 1), np.float32),
+        }
+        for _ in range(20)
+    ]
+    _, state = policy.predict(observations[0], None, np.array([True]), deterministic=True)
+    twin, twin_state = duplicate(policy), state.repeat(1)
+    recorded, twin_recorded = record_hidden(policy), record_hidden(twin)
+    for observation in observations[1:]:
+        _, state = policy.predict(observation, state, np.array([False]), deterministic=True)
+        _, twin_state = twin.predict(observation, twin_state, np.array([False]), deterministic=True)
+    th.testing.assert_close(th.cat(twin_recorded), th.cat(recorded))
 
 
 def test_predict_copies_episode_start_and_handles_unbatched_observations():
