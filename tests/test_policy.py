@@ -230,6 +230,31 @@ def test_a_copy_of_a_policy_in_use_predicts_as_the_original(duplicate):
     th.testing.assert_close(th.cat(twin_recorded), th.cat(recorded))
 
 
+def test_predict_in_float64_equals_predict_in_float32():
+    policy = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL).policy
+    rng = np.random.default_rng(0)
+    observations = [
+        {
+            "observation": rng.integers(-1, 2, size=(1, 4)).astype(np.float32),
+            "prev_reward": np.zeros((1, 1), np.float32),
+        }
+        for _ in range(12)
+    ]
+
+    def hidden_over_an_episode() -> th.Tensor:
+        recorded, state = record_hidden(policy), None
+        for t, observation in enumerate(observations):
+            _, state = policy.predict(observation, state, np.array([t == 0]), deterministic=True)
+        del policy.action_head.act
+        return th.cat(recorded)
+
+    single = hidden_over_an_episode()
+    policy.double()
+    double = hidden_over_an_episode()
+    assert double.dtype == th.float64
+    th.testing.assert_close(double, single.double(), atol=1e-5, rtol=1e-5)
+
+
 def test_predict_copies_episode_start_and_handles_unbatched_observations():
     model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
     env = PrevRewardWrapper(gym.make("TMaze-v0", corridor_length=5))
