@@ -59,6 +59,27 @@ def recorded_step_hidden(policy: RATEPolicy, observations, model_actions: th.Ten
     return th.cat(recorded)
 
 
+def record_hidden(policy: RATEPolicy) -> list[th.Tensor]:
+    """Make ``predict`` also record the hidden states its action head acts on."""
+    act, recorded = policy.action_head.act, []
+
+    def recording_act(hidden: th.Tensor, deterministic: bool) -> th.Tensor:
+        recorded.append(hidden.clone())
+        return act(hidden, deterministic)
+
+    policy.action_head.act = recording_act
+    return recorded
+
+
+def random_observations(n_steps: int, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
+    """One env's T-Maze-shaped observations with the previous reward, n_steps of them."""
+    no_reward = np.zeros((1, 1), np.float32)
+    return [
+        {"observation": rng.integers(-1, 2, size=(1, 4)).astype(np.float32), "prev_reward": no_reward}
+        for _ in range(n_steps)
+    ]
+
+
 def training_hidden(policy: RATEPolicy, observations, model_actions: th.Tensor, rewards) -> th.Tensor:
     """The training forward's outputs at the observation tokens of one episode, padded to whole segments."""
     n_steps = len(model_actions)
@@ -138,14 +159,7 @@ def test_categorical_head_acts_with_its_current_weight():
 
 def test_batched_predict_with_different_segment_phases_equals_single_env_predict():
     model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
-    head, act = model.policy.action_head, model.policy.action_head.act
-    recorded = []
-
-    def recording_act(hidden, deterministic):
-        recorded.append(hidden)
-        return act(hidden, deterministic)
-
-    head.act = recording_act
+    recorded = record_hidden(model.policy)
     env = make_vec_env("TMaze-v0", n_envs=3, wrapper_class=PrevRewardWrapper, env_kwargs=dict(corridor_length=7))
     obs = env.reset()
     rng = np.random.default_rng(0)
@@ -173,13 +187,12 @@ def test_predict_from_two_threads_at_once_equals_predict_from_one():
 
     model.policy.action_head.act = recording_act
     rng = np.random.default_rng(0)
-    streams = [rng.integers(-1, 2, size=(300, 1, 4)).astype(np.float32) for _ in range(2)]
+    streams = [random_observations(300, rng) for _ in range(2)]
 
-    def run(observations: np.ndarray) -> th.Tensor:
-        state, no_reward = None, np.zeros((1, 1), np.float32)
+    def run(observations: list[dict[str, np.ndarray]]) -> th.Tensor:
+        state = None
         for t, observation in enumerate(observations):
-            obs = {"observation": observation, "prev_reward": no_reward}
-            _, state = model.predict(obs, state, np.array([t == 0]), deterministic=True)
+            _, state = model.predict(observation, state, np.array([t == 0]), deterministic=True)
         return th.cat(recorded.pop(threading.get_ident()))
 
     alone = [run(stream) for stream in streams]
@@ -198,29 +211,10 @@ def test_predict_from_two_threads_at_once_equals_predict_from_one():
         th.testing.assert_close(hidden_together, hidden_alone)
 
 
-def record_hidden(policy: RATEPolicy) -> list[th.Tensor]:
-    """Make ``predict`` also record the hidden states its action head acts on."""
-    act, recorded = policy.action_head.act, []
-
-    def recording_act(hidden: th.Tensor, deterministic: bool) -> th.Tensor:
-        recorded.append(hidden.clone())
-        return act(hidden, deterministic)
-
-    policy.action_head.act = recording_act
-    return recorded
-
-
 @pytest.mark.parametrize("duplicate", [copy.deepcopy, lambda policy: pickle.loads(pickle.dumps(policy))])
 def test_a_copy_of_a_policy_in_use_predicts_as_the_original(duplicate):
     policy = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL).policy
-    rng = np.random.default_rng(0)
-    observations = [
-        {
-            "observation": rng.integers(-1, 2, size=(1, 4)).astype(np.float32),
-            "prev_reward": np.zeros((1, 1), np.float32),
-        }
-        for _ in range(20)
-    ]
+    observations = random_observations(20, np.random.default_rng(0))
     _, state = policy.predict(observations[0], None, np.array([True]), deterministic=True)
     twin, twin_state = duplicate(policy), state.repeat(1)
     recorded, twin_recorded = record_hidden(policy), record_hidden(twin)
@@ -232,14 +226,7 @@ def test_a_copy_of_a_policy_in_use_predicts_as_the_original(duplicate):
 
 def test_predict_in_float64_equals_predict_in_float32():
     policy = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL).policy
-    rng = np.random.default_rng(0)
-    observations = [
-        {
-            "observation": rng.integers(-1, 2, size=(1, 4)).astype(np.float32),
-            "prev_reward": np.zeros((1, 1), np.float32),
-        }
-        for _ in range(12)
-    ]
+    observations = random_observations(12, np.random.default_rng(0))
 
     def hidden_over_an_episode() -> th.Tensor:
         recorded, state = record_hidden(policy), None
