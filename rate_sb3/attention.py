@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-if TYPE_CHECKING:
-    from rate_sb3.model import RATEConfig
+from rate_sb3.architecture import RATEConfig
 
 
 class Dropout(nn.Dropout):

@@ -9,8 +9,9 @@ import torch as th
 from gymnasium import spaces
 from torch import nn
 
+from rate_sb3.architecture import RATEConfig
 from rate_sb3.encoders import ActionEncoder, ObservationEncoder
-from rate_sb3.model import RATEConfig, RATETransformer
+from rate_sb3.model import RATETransformer
 
 
 class HistoryCritic(nn.Module):
