@@ -10,12 +10,11 @@ import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from rate_sb3.data import Episode
+from rate_sb3.episode import Episode
 
 NPZ_FORMAT_VERSION = 1
 NPZ_KEYS = (
@@ -28,13 +27,6 @@ NPZ_KEYS = (
     "format_version",
 )
 _RECOLLECT_HINT = "Re-collect the demonstrations with rate_sb3.collect_episodes and save_episodes."
-
-
-def _episode_class() -> type[Episode]:
-    # Imported here because rate_sb3.data re-exports this module's functions.
-    from rate_sb3.data import Episode
-
-    return Episode
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -143,14 +135,13 @@ def load_episodes_npz(path: str | os.PathLike) -> list[Episode]:
     path = Path(path)
     arrays = _read_npz_arrays(path)
     _check_npz_consistency(arrays, path)
-    episode_class = _episode_class()
     lengths = arrays["episode_lengths"].astype(np.int64)
     step_starts = np.concatenate([[0], np.cumsum(lengths)])
     episodes = []
     for index, length in enumerate(lengths):
         step_start, obs_start = step_starts[index], step_starts[index] + index
         episodes.append(
-            episode_class(
+            Episode(
                 observations=arrays["observations"][obs_start : obs_start + length + 1],
                 actions=arrays["actions"][step_start : step_start + length],
                 rewards=arrays["rewards"][step_start : step_start + length],
@@ -217,7 +208,7 @@ def _open_minari_dataset(id_or_dir: str | os.PathLike) -> Any:
 def _make_episode(source: str, index: int, **fields: Any) -> Episode:
     """Build an Episode, naming the source and episode index if its fields are inconsistent."""
     try:
-        return _episode_class()(**fields)
+        return Episode(**fields)
     except ValueError as error:
         raise ValueError(f"{source}: episode {index}: {error}") from error
 
@@ -360,9 +351,8 @@ def load_demonstrations(source: str | os.PathLike | Sequence[Episode]) -> list[E
     :return: The episodes (never empty).
     """
     if isinstance(source, (list, tuple)):
-        episode_class = _episode_class()
         for index, episode in enumerate(source):
-            if not isinstance(episode, episode_class):
+            if not isinstance(episode, Episode):
                 raise TypeError(f"Demonstration {index} is a {type(episode).__name__}, not an Episode.")
         episodes = list(source)
     else:
