@@ -2,15 +2,8 @@
 
 import gymnasium as gym
 
-# Import experts before anything that subclasses PrivilegedExpert (minigrid_memory imports it back).
-from rate_sb3.envs.experts import (
-    EXPERTS,
-    CartPoleController,
-    PendulumController,
-    PrivilegedExpert,
-    TMazeOracle,
-    make_expert,
-)
+from rate_sb3.envs.expert_registry import EXPERTS, make_expert
+from rate_sb3.envs.experts import CartPoleController, PendulumController, PrivilegedExpert, TMazeOracle
 from rate_sb3.envs.minigrid_memory import MiniGridMemoryOracle
 from rate_sb3.envs.tmaze import TMazeEnv
 

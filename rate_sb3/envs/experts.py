@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import gymnasium as gym
@@ -169,53 +168,3 @@ class PendulumController(PrivilegedExpert):
         gravity = 15.0  # 3 g / (2 l) in Pendulum-v1's dynamics
         energy = 0.5 * theta_dot**2 + gravity * np.cos(theta)
         return self.k_energy * (gravity - energy) * theta_dot
-
-
-MINIGRID_MEMORY_IDS = (
-    "MiniGrid-MemoryS7-v0",
-    "MiniGrid-MemoryS9-v0",
-    "MiniGrid-MemoryS11-v0",
-    "MiniGrid-MemoryS13-v0",
-    "MiniGrid-MemoryS13Random-v0",
-    "MiniGrid-MemoryS17Random-v0",
-)
-
-EXPERTS: dict[str, type[PrivilegedExpert]] = {
-    "TMaze-v0": TMazeOracle,
-    "CartPoleNoVel-v1": CartPoleController,
-    "CartPole-v1": CartPoleController,
-    "PendulumNoVel-v1": PendulumController,
-    "Pendulum-v1": PendulumController,
-}
-"""Default privileged expert class of each env id (the MiniGrid Memory ids are added at the end)."""
-
-
-def make_expert(env_id: str, **kwargs: Any) -> PrivilegedExpert:
-    """
-    Create the default privileged expert of an env.
-
-    :param env_id: Gymnasium env id, optionally with a ``module:`` prefix (e.g. ``rate_sb3.envs:TMaze-v0``).
-    :param kwargs: Keyword arguments of the expert's constructor (e.g. ``error_rate=0.3, seed=0``).
-    :return: The expert.
-    """
-    name = env_id.split(":")[-1]
-    if name not in EXPERTS:
-        known = ", ".join(EXPERTS)
-        raise ValueError(f"No privileged expert for env id {env_id!r}; experts exist for: {known}")
-    expert_class = EXPERTS[name]
-    accepted = [p for p in inspect.signature(expert_class).parameters if p not in ("self", "args", "kwargs")]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise TypeError(
-            f"Unknown keyword argument(s) {unknown} for {expert_class.__name__} (expert of {env_id!r}); "
-            f"accepted: {accepted}"
-        )
-    return expert_class(**kwargs)
-
-
-# Imported last because minigrid_memory subclasses PrivilegedExpert from this module
-# (rate_sb3/envs/__init__.py imports this module first). It imports minigrid only when an oracle acts,
-# so minigrid stays optional.
-from rate_sb3.envs.minigrid_memory import MiniGridMemoryOracle  # noqa: E402
-
-EXPERTS.update(dict.fromkeys(MINIGRID_MEMORY_IDS, MiniGridMemoryOracle))
