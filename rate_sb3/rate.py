@@ -10,9 +10,10 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule
 from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -21,7 +22,7 @@ from rate_sb3.demonstrations import DemonstrationSource
 from rate_sb3.objective import EntropyMask
 from rate_sb3.policies import RATEPolicy
 from rate_sb3.return_conditioned import ReturnConditionedAlgorithm
-from rate_sb3.rollout import OnlineCollector
+from rate_sb3.rollout import OpenEpisodes
 from rate_sb3.temperature import EntropyTemperature, parse_ent_coef, parse_target_entropy
 from rate_sb3.wrappers import WRAP_HINT, PrevRewardWrapper, has_reward_feedback
 
@@ -217,7 +218,7 @@ class RATE(ReturnConditionedAlgorithm):
         self._pretrain_steps_done = 0
         self._n_updates = 0
         self.replay_buffer: TrajectoryBuffer | None = None
-        self._collector: OnlineCollector | None = None  # kept so that learn(reset_num_timesteps=False) continues
+        self._open_episodes: OpenEpisodes | None = None  # kept so that learn(reset_num_timesteps=False) continues
         self._validate_arguments()
         if _init_setup_model:
             self._setup_model()
@@ -267,7 +268,7 @@ class RATE(ReturnConditionedAlgorithm):
         ).to(self.device)
 
     def _excluded_save_params(self) -> list[str]:
-        return super()._excluded_save_params() + ["_collector"]
+        return super()._excluded_save_params() + ["_open_episodes"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer", "entropy_temperature", "entropy_temperature.optimizer"], []
@@ -325,15 +326,14 @@ class RATE(ReturnConditionedAlgorithm):
             self._last_obs = self.env.reset()
             self._last_episode_starts = np.ones((self.env.num_envs,), dtype=bool)
         callback.on_training_start(locals(), globals())
-        collector = self._collector
-        if collector is None or collector.observations is not self._last_obs:  # the envs were reset since
-            collector = self._collector = OnlineCollector(self)
         since_train = 0
         while self.num_timesteps < total_timesteps:
-            if not collector.step(callback):
+            # up to the next round of gradient steps; once it is due, one step at a time until an episode has ended
+            n_steps = min(max(self.train_freq - since_train, 1), total_timesteps - self.num_timesteps)
+            rollout = self.collect_rollouts(self.env, callback, n_steps, self.replay_buffer)
+            if not rollout.continue_training:
                 break
-            since_train += self.n_envs
-            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            since_train += rollout.episode_timesteps
             if since_train >= self.train_freq and len(self.replay_buffer) > 0:  # else no finished episode yet
                 since_train = 0
                 self.train(self.gradient_steps)
@@ -341,6 +341,55 @@ class RATE(ReturnConditionedAlgorithm):
                     self.dump_logs()
         callback.on_training_end()
         return self
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, n_steps: int, replay_buffer: TrajectoryBuffer
+    ) -> RolloutReturn:
+        """Step ``env`` with the stochastic policy for ``n_steps`` env steps (summed over envs, rounded up to whole
+        steps of every env), and add each episode that ends to ``replay_buffer``.
+
+        The unfinished episodes are kept, so that the next call continues them. Exploration asks for
+        ``online_target_return``; the policy's own target return (evaluation callbacks use it in between) is
+        restored after every step.
+
+        :param env: the training VecEnv (``self._last_obs`` holds its observations)
+        :param callback: called once per env step; returning False stops the collection
+        :param n_steps: env steps to collect, summed over envs
+        :param replay_buffer: where the ended episodes go
+        :return: env steps collected, episodes ended, and whether to continue training
+        """
+        episodes = self._open_episodes
+        if episodes is None or episodes.observations is not self._last_obs:  # the envs were reset since
+            episodes = self._open_episodes = OpenEpisodes(self._last_obs)
+        n_collected, n_ended = 0, 0
+        callback.on_rollout_start()
+        while n_collected < n_steps:
+            actions, episodes.policy_state = self._explore(episodes.policy_state)
+            new_obs, rewards, dones, infos = env.step(actions)
+            self.num_timesteps += env.num_envs
+            n_collected += env.num_envs
+            self._update_info_buffer(infos, dones)
+            for episode in episodes.add_step(actions, rewards, new_obs, dones, infos):
+                replay_buffer.add(episode)
+                n_ended += 1
+            self._last_obs, self._last_episode_starts = new_obs, dones
+            callback.update_locals(locals())
+            if not callback.on_step():  # after the bookkeeping: a later learn() continues from this step
+                return RolloutReturn(n_collected, n_ended, continue_training=False)
+            self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
+        callback.on_rollout_end()
+        return RolloutReturn(n_collected, n_ended, continue_training=True)
+
+    def _explore(self, policy_state: Any) -> tuple[np.ndarray, Any]:
+        """The stochastic policy's actions for ``self._last_obs``, asking for ``online_target_return``."""
+        policy = self.policy
+        eval_target = policy.target_return
+        if self.online_target_return is not None:
+            policy.target_return = self.online_target_return
+        try:
+            return policy.predict(self._last_obs, policy_state, self._last_episode_starts, deterministic=False)
+        finally:
+            policy.target_return = eval_target
 
     def dump_logs(self) -> None:
         elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)

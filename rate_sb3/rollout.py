@@ -1,67 +1,54 @@
-"""Online data collection: one vectorised env step at a time, finished episodes into the trajectory buffer."""
+"""The unfinished episodes of online collection: each env's steps so far, made an :class:`Episode` when it ends."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
 
-from rate_sb3.data import Episode
+from rate_sb3.episode import Episode
 from rate_sb3.wrappers import OBSERVATION_KEY
 
-if TYPE_CHECKING:
-    from rate_sb3.rate import RATE
 
+class OpenEpisodes:
+    """The episode each env of a VecEnv is in, recorded step by step, and the policy state that holds its memory.
 
-class OnlineCollector:
-    """Steps ``model.env`` with the stochastic policy and stores each finished episode in the replay buffer.
+    :meth:`rate_sb3.RATE.collect_rollouts` keeps it between calls, so that ``learn(reset_num_timesteps=False)``
+    continues the unfinished episodes (their memory and their records) instead of starting them anew.
 
-    The model keeps its collector, so that ``learn(reset_num_timesteps=False)`` continues the unfinished
-    episodes (their memory and their records) instead of starting them anew.
-
-    Exploration asks for ``online_target_return``; the policy's own target return (used by evaluation
-    callbacks in between) is restored after every step.
+    :param observations: the VecEnv's observations the episodes start from (a Dict with the previous reward)
     """
 
-    def __init__(self, model: RATE) -> None:
-        self.model = model
-        self.observations = model._last_obs
-        self.episode_starts = np.ones(model.n_envs, dtype=bool)
-        self.state = None
-        self.episodes = [_EpisodeRecord(self._inner(self.observations, i)) for i in range(model.n_envs)]
+    def __init__(self, observations: dict[str, np.ndarray]) -> None:
+        self.observations = observations
+        self.policy_state: Any = None
+        self._records = [_EpisodeRecord(_inner(observations, i)) for i in range(len(observations[OBSERVATION_KEY]))]
 
-    def _inner(self, observations: dict, index: int) -> np.ndarray:
-        return np.array(observations[OBSERVATION_KEY][index])
-
-    def step(self, callback: BaseCallback) -> bool:
-        """One env step in every env; returns False when a callback asks to stop."""
-        model, policy = self.model, self.model.policy
-        eval_target = policy.target_return
-        if model.online_target_return is not None:
-            policy.target_return = model.online_target_return
-        try:
-            actions, self.state = policy.predict(
-                self.observations, self.state, self.episode_starts, deterministic=False
-            )
-        finally:
-            policy.target_return = eval_target
-        new_obs, rewards, dones, infos = model.env.step(actions)
-        model.num_timesteps += model.n_envs
-        model._update_info_buffer(infos, dones)
-        for index, record in enumerate(self.episodes):
+    def add_step(
+        self,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        new_observations: dict[str, np.ndarray],
+        dones: np.ndarray,
+        infos: list[dict],
+    ) -> list[Episode]:
+        """Record one step of every env (``VecEnv.step``'s results); return the episodes it ended, in env order."""
+        ended = []
+        for index, record in enumerate(self._records):
             record.add(actions[index], rewards[index])
             if dones[index]:
                 final = infos[index]["terminal_observation"][OBSERVATION_KEY]
                 truncated = bool(infos[index].get("TimeLimit.truncated", False))
-                model.replay_buffer.add(record.finish(np.array(final), truncated))
-                self.episodes[index] = _EpisodeRecord(self._inner(new_obs, index))
+                ended.append(record.finish(np.array(final), truncated))
+                self._records[index] = _EpisodeRecord(_inner(new_observations, index))
             else:
-                record.observations.append(self._inner(new_obs, index))
-        self.observations, self.episode_starts = new_obs, dones
-        model._last_obs, model._last_episode_starts = new_obs, dones
-        callback.update_locals(locals())
-        return callback.on_step()  # after the bookkeeping: a later learn() continues from this step
+                record.observations.append(_inner(new_observations, index))
+        self.observations = new_observations
+        return ended
+
+
+def _inner(observations: dict[str, np.ndarray], index: int) -> np.ndarray:
+    return np.array(observations[OBSERVATION_KEY][index])
 
 
 class _EpisodeRecord:
