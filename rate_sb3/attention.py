@@ -65,9 +65,6 @@ class AttentionPattern:
         distance = query_idx[..., :, None] - key_idx
         return cls(~allowed, (distance - lowest).clamp(0, highest - lowest))
 
-    def __getitem__(self, index) -> AttentionPattern:
-        return AttentionPattern(self.blocked[index], self.distance_index[index])
-
 
 class KeyValueStore:
     """Per-layer keys and values (2, H, B, S, dh) that queries attend to, with each key's index in X and validity.

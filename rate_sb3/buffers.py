@@ -145,9 +145,6 @@ class TrajectoryBuffer:
             from_demonstrations=as_tensor(np.array([is_demo for _, is_demo in chosen])),
         )
 
-    def demo_returns(self) -> np.ndarray:
-        return np.array([ep.episode_return for ep in self.demonstrations])
-
 
 def hindsight_returns(rewards: np.ndarray, gamma: float = 1.0) -> np.ndarray:
     """Return-to-go at each step: ``sum_k gamma**k * rewards[t + k]`` up to the episode end."""
