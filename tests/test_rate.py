@@ -159,6 +159,32 @@ def test_continued_learning_finishes_the_episodes_it_left_unfinished(tmaze_demos
         assert clues[0] != 0 and not clues[1:].any() and len(episode.actions) in (4, 5, 7, 8)
 
 
+def test_collect_rollouts_reports_what_it_collected_and_calls_the_rollout_callbacks():
+    events = []
+
+    class Recorder(BaseCallback):
+        def _on_rollout_start(self) -> None:
+            events.append("start")
+
+        def _on_step(self) -> bool:
+            events.append("step")
+            return len(events) < 9  # stops the second collection at its second step
+
+        def _on_rollout_end(self) -> None:
+            events.append("end")
+
+    env = make_vec_env("TMaze-v0", n_envs=2, env_kwargs=dict(corridor_length=3), wrapper_class=PrevRewardWrapper)
+    model = RATE("RATEPolicy", env, target_return=1.0, seed=0, **TINY)
+    _, callback = model._setup_learn(100, Recorder())
+    buffer = model._prepare_buffer()
+    first = model.collect_rollouts(model.env, callback, 7, buffer)  # 7 env steps: 4 steps of both envs
+    assert (first.episode_timesteps, first.n_episodes, first.continue_training) == (8, len(buffer.online), True)
+    assert model.num_timesteps == 8 and events == ["start", "step", "step", "step", "step", "end"]
+    second = model.collect_rollouts(model.env, callback, 10, buffer)
+    assert (second.episode_timesteps, second.continue_training) == (4, False) and model.num_timesteps == 12
+    assert events[6:] == ["start", "step", "step"]  # no rollout end after a stop
+
+
 def test_nan_loss_raises_value_error_with_the_step(tmaze_demos):
     bad = [Episode(ep.observations, ep.actions, ep.rewards.copy(), ep.terminated, ep.truncated) for ep in tmaze_demos]
     model = RATE("RATEPolicy", "TMaze-v0", demonstrations=bad, **TINY)
