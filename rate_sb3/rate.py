@@ -177,7 +177,28 @@ class RATE(ReturnConditionedAlgorithm):
         super().__init__(
             policy,
             env,
-            learning_rate=plain_schedule(learning_rate),
+            plain_schedule(learning_rate),
+            demonstrations=demonstrations,
+            n_segments=n_segments,
+            mode=mode,
+            batch_size=batch_size,
+            n_pretrain_steps=n_pretrain_steps,
+            warmup_steps=warmup_steps,
+            lr_end_factor=lr_end_factor,
+            max_grad_norm=max_grad_norm,
+            curriculum=curriculum,
+            target_return=target_return,
+            online_target_return=online_target_return,
+            return_scale=return_scale,
+            cap_return_to_go=cap_return_to_go,
+            buffer_size=buffer_size,
+            demo_fraction=demo_fraction,
+            entropy_mask=entropy_mask,
+            action_mse_coef=action_mse_coef,
+            advantage_temperature=advantage_temperature,
+            max_advantage_weight=max_advantage_weight,
+            vf_coef=vf_coef,
+            advantage_gamma=advantage_gamma,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
@@ -187,8 +208,7 @@ class RATE(ReturnConditionedAlgorithm):
             support_multi_env=True,
             supported_action_spaces=(spaces.Discrete, spaces.Box),
         )
-        self.demonstrations, self.online = demonstrations, online
-        self.context_len, self.n_segments = context_len, n_segments
+        self.online, self.context_len = online, context_len
         self.d_model, self.n_layers, self.n_heads, self.d_head, self.d_inner = (
             d_model,
             n_layers,
@@ -197,27 +217,12 @@ class RATE(ReturnConditionedAlgorithm):
             d_inner,
         )
         self.dropout, self.dropatt, self.n_mem_tokens, self.mem_len = dropout, dropatt, n_mem_tokens, mem_len
-        self.n_heads_mrv, self.mrv_act, self.mode, self.memory_grad = n_heads_mrv, mrv_act, mode, memory_grad
+        self.n_heads_mrv, self.mrv_act, self.memory_grad = n_heads_mrv, mrv_act, memory_grad
         self.double_residual, self.shared_mem_init = double_residual, shared_mem_init
-        self.batch_size, self.n_pretrain_steps, self.warmup_steps = batch_size, n_pretrain_steps, warmup_steps
-        self.lr_end_factor, self.weight_decay, self.max_grad_norm = lr_end_factor, weight_decay, max_grad_norm
-        self.curriculum = curriculum
-        self.target_return, self.online_target_return, self.return_scale = (
-            target_return,
-            online_target_return,
-            return_scale,
-        )
-        self.cap_return_to_go, self.return_to_go_cap = cap_return_to_go, None
-        self.buffer_size, self.demo_fraction = buffer_size, demo_fraction
+        self.weight_decay = weight_decay
         self.train_freq, self.gradient_steps = train_freq, gradient_steps
         self.ent_coef, self.target_entropy, self.temperature_lr = ent_coef, target_entropy, temperature_lr
-        self.entropy_mask, self.action_mse_coef = entropy_mask, action_mse_coef
-        self.advantage_temperature, self.max_advantage_weight = advantage_temperature, max_advantage_weight
-        self.vf_coef, self.advantage_gamma = vf_coef, advantage_gamma
-        self._pretrained = False
-        self._pretrain_steps_done = 0
         self._n_updates = 0
-        self.replay_buffer: TrajectoryBuffer | None = None
         self._open_episodes: OpenEpisodes | None = None  # kept so that learn(reset_num_timesteps=False) continues
         self._validate_arguments()
         if _init_setup_model:
@@ -315,9 +320,7 @@ class RATE(ReturnConditionedAlgorithm):
             return self
         # an expert spec without env_id records its demonstrations on the training env (first use only)
         spec = self.demonstrations
-        records_on_env = (
-            isinstance(spec, dict) and "env_id" not in spec and getattr(self, "_demonstration_episodes", None) is None
-        )
+        records_on_env = isinstance(spec, dict) and "env_id" not in spec and self._demonstration_episodes is None
         if self.demonstrations is not None and not self._pretrained and self.n_pretrain_steps > 0:
             self.pretrain(self.n_pretrain_steps, progress_bar=progress_bar)
         self._prepare_buffer()

@@ -3,12 +3,13 @@ the window loss, and offline pretraining."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import configure_logger
 
 from rate_sb3.buffers import TrajectoryBuffer
@@ -28,37 +29,58 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
 
     It holds what offline pretraining and online fine-tuning share: the trajectory buffer (demonstrations first),
     the returns the policy is conditioned on (target, scale, cap), one gradient step of the window loss, and the
-    offline loop of :meth:`pretrain`. The hyperparameters below are set by the subclass's constructor
-    (:class:`rate_sb3.RATE` documents them).
+    offline loop of :meth:`pretrain`. :class:`rate_sb3.RATE` documents the hyperparameters and their defaults.
+
+    :param base_kwargs: ``BaseAlgorithm``'s own arguments (``policy_kwargs``, ``seed``, ``device``, ...)
     """
 
     policy: RATEPolicy
-    replay_buffer: TrajectoryBuffer | None
-    demonstrations: DemonstrationSource
-    target_return: float | None
-    online_target_return: float | None
-    return_scale: float | None
-    cap_return_to_go: bool
-    return_to_go_cap: float | None
-    buffer_size: int
-    demo_fraction: float
-    batch_size: int
-    n_pretrain_steps: int
-    warmup_steps: int
-    lr_end_factor: float
-    max_grad_norm: float
-    curriculum: bool
-    n_segments: int
-    mode: str
-    entropy_mask: str | EntropyMask | None
-    action_mse_coef: float
-    advantage_temperature: float | None
-    max_advantage_weight: float
-    vf_coef: float
-    advantage_gamma: float
-    segment_len: int
-    _pretrained: bool
-    _pretrain_steps_done: int
+
+    def __init__(
+        self,
+        policy: str | type[RATEPolicy],
+        env: GymEnv | str | None,
+        learning_rate: float | Schedule,
+        *,
+        demonstrations: DemonstrationSource,
+        n_segments: int,
+        mode: str,
+        batch_size: int,
+        n_pretrain_steps: int,
+        warmup_steps: int,
+        lr_end_factor: float,
+        max_grad_norm: float,
+        curriculum: bool,
+        target_return: float | None,
+        online_target_return: float | None,
+        return_scale: float | None,
+        cap_return_to_go: bool,
+        buffer_size: int,
+        demo_fraction: float,
+        entropy_mask: str | EntropyMask | None,
+        action_mse_coef: float,
+        advantage_temperature: float | None,
+        max_advantage_weight: float,
+        vf_coef: float,
+        advantage_gamma: float,
+        **base_kwargs: Any,
+    ) -> None:
+        super().__init__(policy, env, learning_rate, **base_kwargs)
+        self.demonstrations = demonstrations
+        self.n_segments, self.mode, self.batch_size = n_segments, mode, batch_size
+        self.n_pretrain_steps, self.warmup_steps, self.lr_end_factor = n_pretrain_steps, warmup_steps, lr_end_factor
+        self.max_grad_norm, self.curriculum = max_grad_norm, curriculum
+        self.target_return, self.online_target_return = target_return, online_target_return
+        self.return_scale, self.cap_return_to_go = return_scale, cap_return_to_go
+        self.buffer_size, self.demo_fraction = buffer_size, demo_fraction
+        self.entropy_mask, self.action_mse_coef = entropy_mask, action_mse_coef
+        self.advantage_temperature, self.max_advantage_weight = advantage_temperature, max_advantage_weight
+        self.vf_coef, self.advantage_gamma = vf_coef, advantage_gamma
+        self.replay_buffer: TrajectoryBuffer | None = None
+        self.return_to_go_cap: float | None = None
+        self._demonstration_episodes: list[Episode] | None = None
+        self._pretrained = False
+        self._pretrain_steps_done = 0
 
     def _excluded_save_params(self) -> list[str]:
         excluded = ["_demonstration_episodes", "replay_buffer"]  # a zip must load without the demonstrations
@@ -68,7 +90,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
 
     def demonstration_episodes(self) -> list[Episode]:
         """The demonstrations, loaded (or collected) and validated against the env on first use."""
-        if getattr(self, "_demonstration_episodes", None) is None:
+        if self._demonstration_episodes is None:
             self._demonstration_episodes = resolve_demonstrations(
                 self.demonstrations, self.env, self.observation_space[OBSERVATION_KEY], self.action_space, self.verbose
             )
@@ -84,7 +106,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         self.policy.target_return, self.policy.return_scale = self.target_return, self.return_scale
         if self.replay_buffer is None:
             self.replay_buffer = TrajectoryBuffer(
-                self.buffer_size, self.segment_len, self.return_scale, self.demo_fraction, seed=self.seed
+                self.buffer_size, self.policy.config.segment_len, self.return_scale, self.demo_fraction, seed=self.seed
             )
             self.replay_buffer.add_demonstrations(episodes)
         self._update_return_to_go_cap()
