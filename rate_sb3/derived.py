@@ -1,65 +1,62 @@
-"""Tensors derived from parameters (projected or folded weights), cached for inference until a parameter changes."""
+"""Tensors derived from parameters (projected or folded weights), cached for inference while the parameters hold
+the same values."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from itertools import starmap
-from operator import attrgetter, getitem, is_
+from operator import attrgetter, getitem
 from typing import Generic, TypeVar
 
+import numpy as np
 import torch as th
 from torch import nn
-from torch.nn.modules.module import register_module_parameter_registration_hook
+from torch._utils import _flatten_dense_tensors
 
 Derived = TypeVar("Derived")
-_version_of = attrgetter("_version")
-_registrations = 0  # parameters registered in any module so far (new modules, replaced parameters)
-
-
-def _count_registration(module: nn.Module, name: str, parameter: nn.Parameter | None) -> None:
-    global _registrations
-    _registrations += 1
-
-
-register_module_parameter_registration_hook(_count_registration)
+_dtype_of = attrgetter("dtype")
+_SAME_SIZE_INTEGER = {1: th.uint8, 2: th.int16, 4: th.int32, 8: th.int64}
 
 
 class DerivedWeights(Generic[Derived]):
-    """``build(like)`` computed once and reused until a parameter it reads changes.
+    """``build(like)`` computed once and reused while every parameter it reads holds the same values.
 
-    A parameter changes when it is updated in place (an optimizer step, ``load_state_dict``: its version
-    counter moves) or replaced (``load_state_dict(assign=True)``, ``module.weight = ...``: another tensor,
-    registered anew). Another dtype or device of ``like`` also rebuilds.
+    Parameters change in many ways: in place through autograd (an optimizer step, ``load_state_dict``), in place
+    through ``.data`` (SB3's ``polyak_update``, user code), to another tensor behind the same Parameter
+    (``p.data = ...``, ``load_from_vector``, ``.to``) or to another Parameter (``load_state_dict(assign=True)``).
+    No version counter or hook sees them all, so each call compares the parameters' values, bit for bit, with a
+    copy taken when the derived tensors were built: one concatenation and one comparison.
 
-    :param sources: ``(module, name)`` of every parameter ``build`` reads. They are looked up again in the
-        modules' parameter dicts only when a parameter has been registered anywhere since the last call (a
-        registration hook counts them): inference steps take microseconds, and these checks run at each.
+    :param sources: ``(module, name)`` of every parameter ``build`` reads (looked up again at each call)
     :param build: the derived tensors for the dtype and device of ``like``; runs without gradient
     """
 
     def __init__(self, sources: Iterable[tuple[nn.Module, str]], build: Callable[[th.Tensor], Derived]) -> None:
         self.build = build
         self._lookups = [(module._parameters, name) for module, name in sources]
-        self._parameters: list[th.Tensor] = []  # held, so that a replaced parameter's id is never reused
-        self._versions: list[int] = []
-        self._like: tuple | None = None
-        self._registrations = -1  # the count when the parameters were last looked up
-        self._value: Derived | None = None
+        self._built: tuple | None = None  # (key, values, derived), replaced as one: other threads see all or none
 
     def __call__(self, like: th.Tensor) -> Derived:
-        like_key = (like.dtype, like.device)
-        if (
-            self._registrations == _registrations  # the same parameters: their versions are enough
-            and like_key == self._like
-            and list(map(_version_of, self._parameters)) == self._versions  # C loops: this runs at every step
-        ):
-            return self._value
-        registrations = _registrations
-        parameters = list(starmap(getitem, self._lookups))
-        versions = list(map(_version_of, parameters))
-        if versions != self._versions or like_key != self._like or not all(map(is_, parameters, self._parameters)):
+        if th.is_grad_enabled():  # keep the copy and the build out of autograd
             with th.no_grad():
-                self._value = self.build(like)
-            self._parameters, self._versions, self._like = parameters, versions, like_key
-        self._registrations = registrations
-        return self._value
+                return self(like)
+        parameters = list(starmap(getitem, self._lookups))
+        values = _flatten_dense_tensors(parameters)  # one call for all (concatenation promotes mixed dtypes)
+        key = (like.dtype, like.device, values.device, *map(_dtype_of, parameters))
+        bits, built = _bits(values), self._built
+        if built is not None and built[0] == key and _same(bits, built[1]):
+            return built[2]
+        derived = self.build(like)  # from the values copied above, or newer ones: the next call rebuilds then
+        self._built = (key, bits, derived)
+        return derived
+
+
+def _bits(values: th.Tensor) -> np.ndarray | th.Tensor:
+    """The bits of a flat tensor as integers (so that NaNs compare equal, and -0.0 and 0.0 do not), as a numpy
+    array on the CPU: numpy compares them several times faster than ``torch.equal`` there."""
+    bits = values.view(_SAME_SIZE_INTEGER[values.element_size()])
+    return bits.numpy() if bits.is_cpu else bits
+
+
+def _same(bits: np.ndarray | th.Tensor, other: np.ndarray | th.Tensor) -> bool:
+    return np.array_equal(bits, other) if isinstance(bits, np.ndarray) else th.equal(bits, other)

@@ -118,7 +118,6 @@ class CategoricalHead(nn.Module):
         super().__init__()
         self.linear = nn.Linear(d_model, n_actions, bias=False)
         self.max_entropy = math.log(n_actions)
-        self._transposed_weight = DerivedWeights([(self.linear, "weight")], self._transpose_weight)
 
     def log_prob(self, hidden: th.Tensor, actions: th.Tensor) -> th.Tensor:
         return -F.cross_entropy(self.linear(hidden).transpose(1, -1), actions.long(), reduction="none")
@@ -128,15 +127,12 @@ class CategoricalHead(nn.Module):
         return -(log_p.exp() * log_p).sum(-1)
 
     def act(self, hidden: th.Tensor, deterministic: bool) -> th.Tensor:
-        """Actions for hidden states (n, d). ``predict`` calls this at every step: one product with a kept
-        row-major copy of the weight, which costs less than the module or ``F.linear``."""
-        logits = th.mm(hidden, self._transposed_weight(hidden))
+        """Actions for hidden states (n, d), of any dtype. ``predict`` calls this at every step: a kept copy of
+        the weight would save less than checking that it is current costs."""
+        logits = F.linear(hidden, self.linear.weight.to(hidden))
         if deterministic:
             return logits.argmax(-1)
         return th.distributions.Categorical(logits=logits).sample()
-
-    def _transpose_weight(self, like: th.Tensor) -> th.Tensor:
-        return self.linear.weight.t().to(like).contiguous()
 
     def mode(self, hidden: th.Tensor) -> th.Tensor:
         return self.linear(hidden).argmax(-1)

@@ -217,7 +217,7 @@ class RATETransformer(nn.Module):
     def relative_keys(self, like: th.Tensor) -> list[th.Tensor]:
         """Per-layer relative-position keys over :attr:`distance_range`.
 
-        Inference calls reuse them until a position projection is updated or replaced.
+        Inference calls reuse them while the position projections hold the same values.
         """
         if self.training or th.is_grad_enabled():
             return self._project_distance_range(like)

@@ -12,6 +12,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.utils import polyak_update
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
@@ -71,13 +72,23 @@ def record_hidden(policy: RATEPolicy) -> list[th.Tensor]:
     return recorded
 
 
-def random_observations(n_steps: int, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
-    """One env's T-Maze-shaped observations with the previous reward, n_steps of them."""
+def random_observations(n_steps: int, rng: np.random.Generator, width: int = 4) -> list[dict[str, np.ndarray]]:
+    """One env's observations (T-Maze-shaped: ``width`` values in {-1, 0, 1}) with the previous reward."""
     no_reward = np.zeros((1, 1), np.float32)
     return [
-        {"observation": rng.integers(-1, 2, size=(1, 4)).astype(np.float32), "prev_reward": no_reward}
+        {"observation": rng.integers(-1, 2, size=(1, width)).astype(np.float32), "prev_reward": no_reward}
         for _ in range(n_steps)
     ]
+
+
+def episode_hidden(policy: RATEPolicy, observations: list[dict[str, np.ndarray]]) -> tuple[th.Tensor, np.ndarray]:
+    """The hidden states the action head acts on and the deterministic actions of one episode from its start."""
+    recorded, state, actions = record_hidden(policy), None, []
+    for t, observation in enumerate(observations):
+        action, state = policy.predict(observation, state, np.array([t == 0]), deterministic=True)
+        actions.append(action)
+    del policy.action_head.act
+    return th.cat(recorded), np.concatenate(actions)
 
 
 def training_hidden(policy: RATEPolicy, observations, model_actions: th.Tensor, rewards) -> th.Tensor:
@@ -142,19 +153,88 @@ def test_predict_equals_the_training_forward_in_every_space(observation_space, a
 
 
 def test_categorical_head_acts_with_its_current_weight():
-    # act multiplies by a kept transposed copy of the weight: updates in place and replacements must reach it
+    # every way of updating the weight must reach act, in each dtype of the hidden states
     head = CategoricalHead(8, 5)
     hidden = th.randn(64, 8)
     with th.no_grad():
-        for update in [
-            None,
-            lambda: head.linear.weight.copy_(th.randn(5, 8)),
-            lambda: head.load_state_dict({"linear.weight": th.randn(5, 8)}, assign=True),
-        ]:
-            if update is not None:
-                update()
-            th.testing.assert_close(head.act(hidden, deterministic=True), head.linear(hidden).argmax(-1))
-            th.testing.assert_close(head.act(hidden.double(), deterministic=True), head.linear(hidden).argmax(-1))
+        for like in (hidden, hidden.double()):
+            for update in [
+                None,
+                lambda: head.linear.weight.copy_(th.randn(5, 8)),
+                lambda: head.load_state_dict({"linear.weight": th.randn(5, 8)}, assign=True),
+                lambda: head.linear.weight.data.mul_(-1),  # moves no version counter
+                lambda: setattr(head.linear.weight, "data", th.randn(5, 8)),
+            ]:
+                if update is not None:
+                    update()
+                th.testing.assert_close(head.act(like, deterministic=True), head.linear(hidden).argmax(-1))
+
+
+def _perturbed(policy: RATEPolicy) -> dict[str, th.Tensor]:
+    return {name: value + 0.1 * th.randn_like(value) for name, value in policy.state_dict().items()}
+
+
+def _optimizer_step(model: RATE) -> None:
+    policy = model.policy
+    loss = sum(param.square().sum() for param in policy.parameters())
+    policy.optimizer.zero_grad()
+    loss.backward()
+    policy.optimizer.step()
+
+
+def _polyak_update_from_another_policy(model: RATE) -> None:
+    other = copy.deepcopy(model.policy)
+    with th.no_grad():
+        for param in other.parameters():
+            param.add_(th.randn_like(param))
+    polyak_update(other.parameters(), model.policy.parameters(), tau=0.5)  # in place on .data
+
+
+def _assign_data(model: RATE) -> None:
+    for param in model.policy.parameters():
+        param.data = param.data * 1.5
+
+
+def _to_float64_and_back(model: RATE) -> None:
+    model.policy.to(th.float64)
+    episode_hidden(model.policy, random_observations(4, np.random.default_rng(1), _observation_width(model)))
+    model.policy.to(th.float32)
+
+
+def _observation_width(model: RATE) -> int:
+    return model.policy.inner_observation_space.shape[0]
+
+
+WEIGHT_UPDATES = {  # name: (update, whether it changes the weights)
+    "optimizer step": (_optimizer_step, True),
+    "load_state_dict": (lambda model: model.policy.load_state_dict(_perturbed(model.policy)), True),
+    "RATE.set_parameters": (lambda model: model.set_parameters({"policy": _perturbed(model.policy)}, False), True),
+    "load_from_vector": (lambda model: model.policy.load_from_vector(model.policy.parameters_to_vector() * 1.5), True),
+    "polyak_update": (_polyak_update_from_another_policy, True),
+    "p.data.mul_": (lambda model: [param.data.mul_(1.5) for param in model.policy.parameters()], True),
+    "p.data = tensor": (_assign_data, True),
+    "to float64 and back": (_to_float64_and_back, False),
+    "train and eval": (lambda model: model.policy.train().eval(), False),
+}
+
+
+@pytest.mark.parametrize("env_id", ["TMaze-v0", "Pendulum-v1"])  # Discrete and Box actions, vector observations
+@pytest.mark.parametrize("update", WEIGHT_UPDATES)
+def test_predict_after_a_weight_update_equals_a_fresh_policy_with_those_weights(env_id, update):
+    # predict keeps weights derived from the parameters between calls: no way of changing them may leave it stale
+    model = RATE("RATEPolicy", env_id, seed=0, **SMALL)
+    observations = random_observations(9, np.random.default_rng(0), _observation_width(model))
+    before, _ = episode_hidden(model.policy, observations)  # builds every derived weight
+    change, changes_weights = WEIGHT_UPDATES[update]
+    th.manual_seed(1)
+    change(model)
+    fresh = RATEPolicy(**model.policy._get_constructor_parameters(), lr_schedule=lambda _: 0.0)
+    fresh.load_state_dict(model.policy.state_dict())
+    after, actions = episode_hidden(model.policy, observations)
+    expected, expected_actions = episode_hidden(fresh, observations)
+    th.testing.assert_close(after, expected, rtol=0, atol=0)
+    np.testing.assert_array_equal(actions, expected_actions)
+    assert changes_weights != th.equal(after, before)
 
 
 def test_batched_predict_with_different_segment_phases_equals_single_env_predict():
@@ -228,16 +308,9 @@ def test_predict_in_float64_equals_predict_in_float32():
     policy = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL).policy
     observations = random_observations(12, np.random.default_rng(0))
 
-    def hidden_over_an_episode() -> th.Tensor:
-        recorded, state = record_hidden(policy), None
-        for t, observation in enumerate(observations):
-            _, state = policy.predict(observation, state, np.array([t == 0]), deterministic=True)
-        del policy.action_head.act
-        return th.cat(recorded)
-
-    single = hidden_over_an_episode()
+    single, _ = episode_hidden(policy, observations)
     policy.double()
-    double = hidden_over_an_episode()
+    double, _ = episode_hidden(policy, observations)
     assert double.dtype == th.float64
     th.testing.assert_close(double, single.double(), atol=1e-5, rtol=1e-5)
 
