@@ -21,7 +21,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch as th
-from common import RESULTS, ZOO_LSTM_POLICY_KWARGS, write_result
+from common import RESULTS, ZOO_LSTM_POLICY_KWARGS, NormalizedObservations, write_result
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -175,16 +175,6 @@ class CurveCallback(BaseCallback):
             self.curve.append((self.num_timesteps, score(self.model, self.task, self.episodes)))
             print(f"  {type(self.model).__name__} {self.num_timesteps} steps: {self.curve[-1][1]:.3f}", flush=True)
         return True
-
-
-class NormalizedObservations:
-    """A model trained in a VecNormalize, acting on raw observations with the current (frozen) statistics."""
-
-    def __init__(self, model: BaseAlgorithm, normalizer: VecNormalize) -> None:
-        self.model, self.normalizer, self.observation_space = model, normalizer, model.observation_space
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=False):
-        return self.model.predict(self.normalizer.normalize_obs(observation), state, episode_start, deterministic)
 
 
 def score(model: BaseAlgorithm, task: Task, episodes: int, env_kwargs: dict | None = None) -> float:
