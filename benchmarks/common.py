@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,6 +46,16 @@ def machine_info() -> dict:
         "torch": th.__version__,
         "torch_threads": th.get_num_threads(),
     }
+
+
+class NormalizedObservations:
+    """A model trained in a VecNormalize, acting on raw observations with the current (frozen) statistics."""
+
+    def __init__(self, model: BaseAlgorithm, normalizer: VecNormalize) -> None:
+        self.model, self.normalizer, self.observation_space = model, normalizer, model.observation_space
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=False):
+        return self.model.predict(self.normalizer.normalize_obs(observation), state, episode_start, deterministic)
 
 
 def write_result(result: dict, out: Path) -> None:

@@ -6,14 +6,20 @@
     python benchmarks/online_finetune.py --task tmaze-scratch      # no demonstrations, 200k env steps
     python benchmarks/online_finetune.py --task cartpole --quick   # a smoke run (about 1 min)
 
+Variants of a task's RATE settings: ``--gradient-steps N`` (gradient steps per rollout) and ``--no-critic``
+(return-conditioned imitation alone, without the history critic's advantage weights).
+
 Each run evaluates (deterministic, seeded episodes) after pretraining and every ``--eval-every`` env steps,
-trains sb3-contrib's RecurrentPPO on the same env for the same number of env steps, and writes
-``benchmarks/results/online_<task>_seed<seed>.json``; the last stdout line is the same JSON object.
+trains sb3-contrib's RecurrentPPO on the same env for the same number of env steps (unless
+``--skip-baseline``), and writes ``benchmarks/results/online_<task>_[nocritic_][<N>gradsteps_]seed<seed>.json``
+(a variant's part only where it differs from the task's settings); the last stdout line is the same JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +27,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch as th
-from common import RESULTS, ZOO_LSTM_POLICY_KWARGS, write_result
+from common import RESULTS, ZOO_LSTM_POLICY_KWARGS, NormalizedObservations, write_result
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -54,6 +60,7 @@ class Task:
 TMAZE_LENGTHS = [*range(1, 9), *range(13, 149, 5)]
 N_ENVS = 8
 ONLINE = dict(train_freq=2000, gradient_steps=20, ent_coef="auto", dropout=0.0)
+CRITIC_KEYS = ("advantage_temperature", "advantage_gamma", "max_advantage_weight")
 TASKS = {
     "tmaze": Task(
         "TMaze-v0",
@@ -177,16 +184,6 @@ class CurveCallback(BaseCallback):
         return True
 
 
-class NormalizedObservations:
-    """A model trained in a VecNormalize, acting on raw observations with the current (frozen) statistics."""
-
-    def __init__(self, model: BaseAlgorithm, normalizer: VecNormalize) -> None:
-        self.model, self.normalizer, self.observation_space = model, normalizer, model.observation_space
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=False):
-        return self.model.predict(self.normalizer.normalize_obs(observation), state, episode_start, deterministic)
-
-
 def score(model: BaseAlgorithm, task: Task, episodes: int, env_kwargs: dict | None = None) -> float:
     kwargs = task.eval_kwargs if env_kwargs is None else env_kwargs
     env = model.get_env()
@@ -204,9 +201,7 @@ def run_rate(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         expert = make_expert(task.env_id, **task.expert_kwargs)
         env_fn = lambda: make_env(task.env_id, **task.env_kwargs)  # noqa: E731
         demos = collect_episodes(expert, env_fn, args.demos or task.demonstrations, n_envs=4, seed=args.seed)
-    kwargs = dict(ONLINE, **task.rate_kwargs)
-    if args.quick:
-        kwargs.update(n_pretrain_steps=min(kwargs.get("n_pretrain_steps", 0), 50), gradient_steps=5)
+    kwargs = rate_kwargs(task, args)
     model = RATE("RATEPolicy", env, demonstrations=demos, seed=args.seed, verbose=0, **kwargs)
     result: dict[str, Any] = {}
     started = time.perf_counter()
@@ -223,6 +218,31 @@ def run_rate(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def rate_kwargs(task: Task, args: argparse.Namespace) -> dict[str, Any]:
+    """RATE's arguments: the task's online settings with the variant's flags applied."""
+    kwargs = dict(ONLINE, **task.rate_kwargs)
+    if args.no_critic:
+        kwargs = {key: value for key, value in kwargs.items() if key not in CRITIC_KEYS}
+    if args.gradient_steps is not None:
+        kwargs["gradient_steps"] = args.gradient_steps
+    if args.quick:
+        kwargs.update(n_pretrain_steps=min(kwargs.get("n_pretrain_steps", 0), 50), gradient_steps=5)
+    return kwargs
+
+
+def variant(task: Task, args: argparse.Namespace) -> str:
+    """The file-name part of the flags that change the task's settings, e.g. ``"nocritic_20gradsteps_"``."""
+    parts = ["nocritic_"] if args.no_critic else []
+    if args.gradient_steps not in (None, dict(ONLINE, **task.rate_kwargs)["gradient_steps"]):
+        parts.append(f"{args.gradient_steps}gradsteps_")
+    return "".join(parts)
+
+
+def result_path(args: argparse.Namespace) -> Path:
+    name = f"online_{args.task}_{variant(TASKS[args.task], args)}seed{args.seed}{'_quick' if args.quick else ''}"
+    return args.out or RESULTS / f"{name}.json"
+
+
 def run_recurrent_ppo(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     env = make_vec_env(lambda: make_env(task.env_id, **task.env_kwargs), n_envs=N_ENVS, seed=args.seed)
     if task.ppo_normalize:
@@ -235,7 +255,7 @@ def run_recurrent_ppo(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     return {"curve": curve.curve, "final_score": final_score, "seconds": round(time.perf_counter() - started, 1)}
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="cartpole", choices=sorted(TASKS))
     parser.add_argument("--seed", type=int, default=0)
@@ -245,8 +265,23 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=None)
     parser.add_argument("--skip-baseline", action="store_true", help="do not train RecurrentPPO")
     parser.add_argument("--quick", action="store_true", help="smoke run: 4k env steps, 10 evaluation episodes")
+    parser.add_argument("--gradient-steps", type=int, default=None, help="per rollout (default: the task's)")
+    parser.add_argument("--no-critic", action="store_true", help="no advantage weights from the history critic")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.no_critic and not set(CRITIC_KEYS) & set(TASKS[args.task].rate_kwargs):
+        parser.error(f"--no-critic: task {args.task} does not use the critic; it applies to {critic_tasks()}")
+    if args.gradient_steps is not None and args.gradient_steps < 1:
+        parser.error(f"--gradient-steps {args.gradient_steps}: must be >= 1")
+    return args
+
+
+def critic_tasks() -> str:
+    return ", ".join(name for name, task in sorted(TASKS.items()) if set(CRITIC_KEYS) & set(task.rate_kwargs))
+
+
+def main() -> None:
+    args = parse_args()
     task = TASKS[args.task]
     if args.quick:
         args.env_steps, args.episodes = 4000, 10
@@ -261,7 +296,10 @@ def main() -> None:
         "env_kwargs": task.env_kwargs,
         "eval_kwargs": task.eval_kwargs,
         "task": args.task,
+        "command": shlex.join(["python", "benchmarks/online_finetune.py", *sys.argv[1:]]),
         "seed": args.seed,
+        "gradient_steps": rate_kwargs(task, args)["gradient_steps"],
+        "critic": not args.no_critic and bool(set(CRITIC_KEYS) & set(task.rate_kwargs)),
         "env_steps": args.env_steps,
         f"pretrain_{metric}": rate.get("pretrain_score"),
         f"finetune_{metric}": rate["final_score"],
@@ -273,8 +311,7 @@ def main() -> None:
         "torch": th.__version__,
         "gymnasium": gym.__version__,
     }
-    out = args.out or RESULTS / f"online_{args.task}_seed{args.seed}{'_quick' if args.quick else ''}.json"
-    write_result(result, out)
+    write_result(result, result_path(args))
 
 
 if __name__ == "__main__":

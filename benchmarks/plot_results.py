@@ -70,8 +70,8 @@ def plot_tmaze(quick: bool) -> Path | None:
     return out
 
 
-# file-name variants of earlier settings, as plot labels
-VARIANT_LABELS = {"50gradsteps_": "50 gradient steps, ", "nocritic_": "no critic, "}
+# file-name parts of online_finetune.py's variants (--no-critic, --gradient-steps N), as plot labels
+VARIANT_LABELS = {"nocritic": "no critic", "gradsteps": " gradient steps"}
 
 
 def variant_runs(stem: str, quick: bool) -> list[tuple[str, dict]]:
@@ -84,7 +84,12 @@ def variant_runs(stem: str, quick: bool) -> list[tuple[str, dict]]:
 
 
 def run_label(variant: str, run: dict) -> str:
-    return f"{VARIANT_LABELS.get(variant, variant)}seed {run['seed']}"
+    """``"nocritic_20gradsteps_"`` and seed 0 to ``"no critic, 20 gradient steps, seed 0"``."""
+    parts = []
+    for part in filter(None, variant.split("_")):
+        word = part.lstrip("0123456789")
+        parts.append(part.removesuffix(word) + VARIANT_LABELS.get(word, word))
+    return ", ".join([*parts, f"seed {run['seed']}"])
 
 
 def online_curves(task: str, quick: bool) -> list[tuple[str, str, list]]:

@@ -1,0 +1,59 @@
+"""benchmarks/zoo_result.py: a zoo entry trained, scored and kept as JSON, whose recorded commands reproduce it."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "zoo_result.py"
+
+
+def run_python(*arguments: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # this checkout's rate_sb3, not an installed one
+    return subprocess.run([sys.executable, *arguments], cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def run_script(*arguments: str) -> subprocess.CompletedProcess:
+    return run_python(str(SCRIPT), *arguments)
+
+
+def test_quick_run_writes_a_result_that_its_commands_reproduce(tmp_path):
+    out = tmp_path / "zoo_TMaze-v0_rate_seed3_quick.json"
+    completed = run_script(
+        "--env", "TMaze-v0", "--algo", "rate", "--seed", "3", "--quick", "--log-folder", str(tmp_path / "logs"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == result
+    assert (result["env"], result["algo"], result["seed"], result["quick"]) == ("TMaze-v0", "rate", 3, True)
+    assert len(result["commit"]["hash"]) == 40 and isinstance(result["commit"]["dirty"], bool)
+    train = shlex.split(result["train_command"])
+    assert train[1:5] == ["zoo/train.py", "--algo", "rate", "--env"] and train[train.index("--seed") + 1] == "3"
+    assert int(train[train.index("-n") + 1]) == result["n_timesteps"] > 0
+    assert (REPO / result["run_folder"] / "TMaze-v0.zip").is_file()
+    assert result["train_seconds"] > 0 and result["eval_seconds"] > 0 and result["online"] is False
+
+    entry = yaml.safe_load((REPO / "hyperparams" / "rate.yml").read_text())["TMaze-v0"]
+    (evaluation,) = result["evaluations"]
+    assert evaluation["env_kwargs"] == entry["env_kwargs"]
+    score = evaluation["result"]
+    assert score["env"] == "TMaze-v0" and score["episodes"] == 10 and 0.0 <= score["success_rate"] <= 1.0
+    corridor = entry["env_kwargs"]["corridor_length"]
+    assert min(corridor) + 2 <= score["mean_length"] <= max(corridor) + 2  # T = L + 2 whatever the policy does
+
+    rerun = run_python(*shlex.split(evaluation["command"])[1:])
+    again = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in score.items() if k != "seconds"}
+
+
+def test_an_env_without_an_entry_is_refused_before_training(tmp_path):
+    completed = run_script("--env", "CartPole-v1", "--algo", "rate", "--log-folder", str(tmp_path))
+    assert completed.returncode != 0
+    assert "rate.yml has no entry for --env CartPole-v1" in completed.stderr and "TMaze-v0" in completed.stderr
+    assert not any(tmp_path.iterdir())
