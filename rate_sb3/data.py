@@ -20,6 +20,8 @@ from rate_sb3.demo_formats import (
     load_minari,
     save_episodes,
 )
+from rate_sb3.encoders import check_spaces
+from rate_sb3.observations import arrays, leading_length, map_observations
 
 __all__ = [
     "Episode",
@@ -31,7 +33,6 @@ __all__ = [
     "validate_episodes",
 ]
 
-SUPPORTED_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 # Observations larger than this many elements are bounds-checked on a strided sample of steps.
 MAX_BOUNDS_CHECKED_ELEMENTS = 4_000_000
 _DIFFERENT_ENV_HINT = (
@@ -45,35 +46,38 @@ class Episode:
     """
     One episode of a demonstration.
 
-    :param observations: Shape (T + 1, *obs_shape), including the observation after the last step.
+    :param observations: Shape (T + 1, *obs_shape), including the observation after the last step; for a Dict
+        observation space, a dict of such arrays, one per key.
     :param actions: Shape (T, *act_shape); Discrete actions are int64 of shape (T,).
     :param rewards: Shape (T,), stored as float32.
     :param terminated: The episode ended in a terminal state (no reward follows).
     :param truncated: The episode was cut short (e.g. by a time limit).
     """
 
-    observations: np.ndarray
+    observations: np.ndarray | dict[str, np.ndarray]
     actions: np.ndarray
     rewards: np.ndarray
     terminated: bool
     truncated: bool
 
     def __post_init__(self) -> None:
-        self.observations = np.asarray(self.observations)
+        self.observations = map_observations(self.observations, np.asarray)
         self.actions = np.asarray(self.actions)
         self.rewards = np.asarray(self.rewards, dtype=np.float32)
         self.terminated, self.truncated = bool(self.terminated), bool(self.truncated)
-        if self.actions.ndim == 0 or self.observations.ndim == 0 or self.rewards.ndim != 1:
+        observation_shapes = map_observations(self.observations, np.shape)
+        if self.actions.ndim == 0 or self.rewards.ndim != 1 or any(a.ndim == 0 for a in arrays(self.observations)):
             raise ValueError(
                 "Episode fields need a leading time axis: got observations of shape "
-                f"{self.observations.shape}, actions {self.actions.shape}, rewards {self.rewards.shape}."
+                f"{observation_shapes}, actions {self.actions.shape}, rewards {self.rewards.shape}."
             )
         n_steps = len(self.actions)
         if n_steps < 1:
             raise ValueError("Episode field 'actions' has length 0: an episode needs at least one step.")
-        if len(self.observations) != n_steps + 1:
+        n_observations = leading_length(self.observations)
+        if n_observations != n_steps + 1:
             raise ValueError(
-                f"Episode field 'observations' has length {len(self.observations)} but 'actions' has length "
+                f"Episode field 'observations' has length {n_observations} but 'actions' has length "
                 f"{n_steps}: observations must hold T + 1 = {n_steps + 1} entries, the final one included."
             )
         if len(self.rewards) != n_steps:
@@ -95,21 +99,6 @@ class Episode:
 # --------------------------------------------------------------------------------------------------------
 # Validation against the env's spaces
 # --------------------------------------------------------------------------------------------------------
-
-
-def check_supported_space(space: spaces.Space, role: str) -> None:
-    """
-    Raise a ValueError when RATE cannot handle ``space``.
-
-    :param space: The observation or action space.
-    :param role: ``"observation"`` or ``"action"``, used in the message.
-    """
-    if not isinstance(space, SUPPORTED_SPACES):
-        raise ValueError(
-            f"RATE does not support the {role} space {space} ({type(space).__name__}); it supports Box, "
-            "Discrete, MultiDiscrete and MultiBinary. Flatten Dict/Tuple spaces first, "
-            "e.g. with gymnasium.wrappers.FlattenObservation."
-        )
 
 
 def _integer_range(space: spaces.Space) -> tuple[np.ndarray, np.ndarray] | None:
@@ -173,6 +162,27 @@ def _check_field(
         raise fail(f"is outside the space {space} at step {stride * _first_bad_step(outside)}")
 
 
+def _check_observations(
+    observations: np.ndarray | dict[str, np.ndarray], space: spaces.Space, index: int, source: str
+) -> None:
+    if not isinstance(space, spaces.Dict):
+        if isinstance(observations, dict):
+            raise ValueError(
+                f"{source}: episode {index} field 'observations' is a dict (keys {sorted(observations)}) but the "
+                f"observation space {space} is not a Dict. {_DIFFERENT_ENV_HINT}"
+            )
+        _check_field(observations, space, "observations", index, source, True)
+        return
+    keys = sorted(observations) if isinstance(observations, dict) else None
+    if keys != sorted(space.spaces):
+        raise ValueError(
+            f"{source}: episode {index} field 'observations' must be a dict with the keys {sorted(space.spaces)} of "
+            f"the Dict observation space, got {keys if keys is not None else 'one array'}. {_DIFFERENT_ENV_HINT}"
+        )
+    for key, subspace in space.spaces.items():
+        _check_field(observations[key], subspace, f"observations[{key!r}]", index, source, True)
+
+
 def validate_episodes(
     episodes: Sequence[Episode],
     observation_space: spaces.Space,
@@ -193,14 +203,13 @@ def validate_episodes(
     :param action_space: The env's action space.
     :param source: Where the episodes come from, used in error messages.
     """
-    check_supported_space(observation_space, "observation")
-    check_supported_space(action_space, "action")
+    check_spaces(observation_space, action_space)
     if len(episodes) == 0:
         raise ValueError(f"no episodes in {source}")
     for index, episode in enumerate(episodes):
         if not isinstance(episode, Episode):
             raise ValueError(f"{source}: episode {index} is a {type(episode).__name__}, not an Episode.")
-        _check_field(episode.observations, observation_space, "observations", index, source, True)
+        _check_observations(episode.observations, observation_space, index, source)
         check_action_bounds = not isinstance(action_space, spaces.Box)
         _check_field(episode.actions, action_space, "actions", index, source, check_action_bounds)
         if not np.all(np.isfinite(episode.rewards)):

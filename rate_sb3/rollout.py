@@ -8,7 +8,8 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rate_sb3.data import Episode
-from rate_sb3.wrappers import OBSERVATION_KEY
+from rate_sb3.observations import env_row, map_observations, stack_observations
+from rate_sb3.wrappers import env_observation
 
 if TYPE_CHECKING:
     from rate_sb3.rate import RATE
@@ -31,8 +32,8 @@ class OnlineCollector:
         self.state = None
         self.episodes = [_EpisodeRecord(self._inner(self.observations, i)) for i in range(model.n_envs)]
 
-    def _inner(self, observations: dict, index: int) -> np.ndarray:
-        return np.array(observations[OBSERVATION_KEY][index])
+    def _inner(self, observations: dict, index: int) -> np.ndarray | dict[str, np.ndarray]:
+        return env_row(env_observation(observations), index)
 
     def step(self, callback: BaseCallback) -> bool:
         """One env step in every env; returns False when a callback asks to stop."""
@@ -52,9 +53,9 @@ class OnlineCollector:
         for index, record in enumerate(self.episodes):
             record.add(actions[index], rewards[index])
             if dones[index]:
-                final = infos[index]["terminal_observation"][OBSERVATION_KEY]
+                final = map_observations(env_observation(infos[index]["terminal_observation"]), np.array)
                 truncated = bool(infos[index].get("TimeLimit.truncated", False))
-                model.replay_buffer.add(record.finish(np.array(final), truncated))
+                model.replay_buffer.add(record.finish(final, truncated))
                 self.episodes[index] = _EpisodeRecord(self._inner(new_obs, index))
             else:
                 record.observations.append(self._inner(new_obs, index))
@@ -74,9 +75,9 @@ class _EpisodeRecord:
         self.actions.append(action)
         self.rewards.append(float(reward))
 
-    def finish(self, final_observation: np.ndarray, truncated: bool) -> Episode:
+    def finish(self, final_observation: np.ndarray | dict[str, np.ndarray], truncated: bool) -> Episode:
         return Episode(
-            observations=np.stack([*self.observations, final_observation]),
+            observations=stack_observations([*self.observations, final_observation]),
             actions=np.array(self.actions),
             rewards=np.array(self.rewards, dtype=np.float32),
             terminated=not truncated,
