@@ -10,13 +10,14 @@ import numpy as np
 import torch as th
 
 from rate_sb3.data import Episode
+from rate_sb3.observations import Observations, map_observations
 
 
 @dataclass
 class WindowBatch:
     """Segment-aligned training windows, right-padded; the first ``burn_in_segments`` carry no gradient."""
 
-    observations: th.Tensor  # (B, W, *obs_shape)
+    observations: th.Tensor | dict[str, th.Tensor]  # (B, W, *obs_shape), or a dict of them (Dict observations)
     actions: th.Tensor  # (B, W, *act_shape) env actions
     returns_to_go: th.Tensor  # (B, W) scaled hindsight returns-to-go
     value_targets: th.Tensor  # (B, W) scaled discounted returns-to-go (the returns-to-go when undiscounted)
@@ -121,14 +122,13 @@ class TrajectoryBuffer:
     ) -> WindowBatch:
         first = chosen[0][0]
         batch = len(chosen)
-        observations = np.zeros((batch, end, *first.observations.shape[1:]), dtype=first.observations.dtype)
+        observations = padded_observations([episode.observations for episode, _ in chosen], end)
         actions = np.zeros((batch, end, *first.actions.shape[1:]), dtype=first.actions.dtype)
         returns = np.zeros((batch, end), dtype=np.float32)
         value_targets = returns if value_gamma == 1.0 else np.zeros_like(returns)
         valid = np.zeros((batch, end), dtype=bool)
         for row, (episode, _) in enumerate(chosen):
             n = min(episode.length, end)
-            observations[row, :n] = episode.observations[:n]
             actions[row, :n] = episode.actions[:n]
             returns[row, :n] = hindsight_returns(episode.rewards)[:n] * self.return_scale
             if value_gamma != 1.0:
@@ -136,7 +136,7 @@ class TrajectoryBuffer:
             valid[row, :n] = True
         as_tensor = lambda x: th.as_tensor(x, device=device)  # noqa: E731
         return WindowBatch(
-            observations=as_tensor(observations),
+            observations=map_observations(observations, as_tensor),
             actions=as_tensor(actions),
             returns_to_go=as_tensor(returns),
             value_targets=as_tensor(value_targets),
@@ -144,6 +144,19 @@ class TrajectoryBuffer:
             burn_in_segments=start,
             from_demonstrations=as_tensor(np.array([is_demo for _, is_demo in chosen])),
         )
+
+
+def padded_observations(observations: list[Observations], end: int) -> Observations:
+    """The first ``end`` steps (at most each episode's length T) of episodes' observations (T + 1, *shape),
+    stacked (B, end, *shape) and zero-padded; per key for dicts."""
+    first = observations[0]
+    if isinstance(first, dict):
+        return {key: padded_observations([steps[key] for steps in observations], end) for key in first}
+    padded = np.zeros((len(observations), end, *first.shape[1:]), dtype=first.dtype)
+    for row, steps in enumerate(observations):
+        n = min(len(steps) - 1, end)
+        padded[row, :n] = steps[:n]
+    return padded
 
 
 def hindsight_returns(rewards: np.ndarray, gamma: float = 1.0) -> np.ndarray:

@@ -15,8 +15,10 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
-from rate_sb3.data import Episode, check_supported_space
+from rate_sb3.data import Episode
+from rate_sb3.encoders import check_spaces
 from rate_sb3.envs.experts import PrivilegedExpert
+from rate_sb3.observations import env_row, map_observations, stack_observations
 
 PolicySource = BaseAlgorithm | BasePolicy | PrivilegedExpert | Callable[[np.ndarray], Any]
 EnvSource = VecEnv | gym.Env | str | Callable[[], gym.Env]
@@ -108,19 +110,19 @@ class _EpisodeRecorder:
     """Accumulates one sub-env's current episode."""
 
     def __init__(self, first_observation: np.ndarray) -> None:
-        self.observations = [np.array(first_observation)]
+        self.observations = [first_observation]
         self.actions: list[np.ndarray] = []
         self.rewards: list[float] = []
 
     def add_step(self, action: np.ndarray, reward: float, next_observation: np.ndarray) -> None:
         self.actions.append(action)
         self.rewards.append(float(reward))
-        self.observations.append(np.array(next_observation))
+        self.observations.append(next_observation)
 
     def to_episode(self, info: dict[str, Any]) -> Episode:
         truncated = bool(info.get("TimeLimit.truncated", False))
         return Episode(
-            observations=np.stack(self.observations),
+            observations=stack_observations(self.observations),
             actions=np.stack(self.actions),
             rewards=np.asarray(self.rewards, dtype=np.float32),
             terminated=not truncated,
@@ -142,7 +144,7 @@ def _run_episodes(
     if seed is not None:
         vec_env.seed(seed)
     observations = vec_env.reset()
-    recorders = [_EpisodeRecorder(observations[env_index]) for env_index in range(n_envs)]
+    recorders = [_EpisodeRecorder(env_row(observations, env_index)) for env_index in range(n_envs)]
     for env_index in range(n_envs):
         runner.episode_started(env_index)
     episodes: list[Episode] = []
@@ -153,17 +155,19 @@ def _run_episodes(
             for env_index in range(n_envs):
                 action = _format_action(actions[env_index], vec_env.action_space)
                 if not dones[env_index]:
-                    recorders[env_index].add_step(action, rewards[env_index], observations[env_index])
+                    recorders[env_index].add_step(action, rewards[env_index], env_row(observations, env_index))
                     continue
                 if "terminal_observation" not in infos[env_index]:
                     raise KeyError(f"{type(vec_env).__name__} did not put 'terminal_observation' in infos.")
                 terminal_observation = infos[env_index]["terminal_observation"]
-                recorders[env_index].add_step(action, rewards[env_index], terminal_observation)
+                recorders[env_index].add_step(
+                    action, rewards[env_index], map_observations(terminal_observation, np.array)
+                )
                 if quotas[env_index] > 0:
                     quotas[env_index] -= 1
                     episodes.append(recorders[env_index].to_episode(infos[env_index]))
                     bar.update(1)
-                recorders[env_index] = _EpisodeRecorder(observations[env_index])
+                recorders[env_index] = _EpisodeRecorder(env_row(observations, env_index))
                 runner.episode_started(env_index)
     return episodes
 
@@ -201,8 +205,7 @@ def collect_episodes(
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}.")
     vec_env, built_here = _as_vec_env(env, n_envs)
     try:
-        check_supported_space(vec_env.observation_space, "observation")
-        check_supported_space(vec_env.action_space, "action")
+        check_spaces(vec_env.observation_space, vec_env.action_space)
         runner = _make_runner(source, vec_env, deterministic)
         return _run_episodes(runner, vec_env, n_episodes, seed, progress_bar)
     finally:

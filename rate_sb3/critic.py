@@ -22,21 +22,14 @@ class HistoryCritic(nn.Module):
     back. The critic puts one learned token in each return token's place, so that its value depends on the
     observations and actions so far (through its memory) and on nothing else.
 
-    :param observation_space: the env's observation space, without the previous reward
+    :param observation_encoder: the critic's own observation encoder (built like the policy's)
     :param action_space: Discrete or bounded Box
     :param config: the transformer's architecture (the policy's)
-    :param normalize_images: divide image observations by 255
     """
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        config: RATEConfig,
-        normalize_images: bool = True,
-    ) -> None:
+    def __init__(self, observation_encoder: ObservationEncoder, action_space: spaces.Space, config: RATEConfig) -> None:
         super().__init__()
-        self.observation_encoder = ObservationEncoder(observation_space, config.d_model, normalize_images)
+        self.observation_encoder = observation_encoder
         self.action_encoder = ActionEncoder(action_space, config.d_model)
         self.return_placeholder = nn.Parameter(th.zeros(config.d_model))
         self.transformer = RATETransformer(config)

@@ -20,6 +20,8 @@ from rate_sb3.demo_formats import (
     save_episodes,
 )
 from rate_sb3.episode import Episode
+from rate_sb3.encoders import check_spaces
+from rate_sb3.observations import arrays, leading_length, map_observations
 
 __all__ = [
     "Episode",
@@ -31,7 +33,6 @@ __all__ = [
     "validate_episodes",
 ]
 
-SUPPORTED_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 # Observations larger than this many elements are bounds-checked on a strided sample of steps.
 MAX_BOUNDS_CHECKED_ELEMENTS = 4_000_000
 _DIFFERENT_ENV_HINT = (
@@ -43,21 +44,6 @@ _DIFFERENT_ENV_HINT = (
 # --------------------------------------------------------------------------------------------------------
 # Validation against the env's spaces
 # --------------------------------------------------------------------------------------------------------
-
-
-def check_supported_space(space: spaces.Space, role: str) -> None:
-    """
-    Raise a ValueError when RATE cannot handle ``space``.
-
-    :param space: The observation or action space.
-    :param role: ``"observation"`` or ``"action"``, used in the message.
-    """
-    if not isinstance(space, SUPPORTED_SPACES):
-        raise ValueError(
-            f"RATE does not support the {role} space {space} ({type(space).__name__}); it supports Box, "
-            "Discrete, MultiDiscrete and MultiBinary. Flatten Dict/Tuple spaces first, "
-            "e.g. with gymnasium.wrappers.FlattenObservation."
-        )
 
 
 def _integer_range(space: spaces.Space) -> tuple[np.ndarray, np.ndarray] | None:
@@ -121,6 +107,27 @@ def _check_field(
         raise fail(f"is outside the space {space} at step {stride * _first_bad_step(outside)}")
 
 
+def _check_observations(
+    observations: np.ndarray | dict[str, np.ndarray], space: spaces.Space, index: int, source: str
+) -> None:
+    if not isinstance(space, spaces.Dict):
+        if isinstance(observations, dict):
+            raise ValueError(
+                f"{source}: episode {index} field 'observations' is a dict (keys {sorted(observations)}) but the "
+                f"observation space {space} is not a Dict. {_DIFFERENT_ENV_HINT}"
+            )
+        _check_field(observations, space, "observations", index, source, True)
+        return
+    keys = sorted(observations) if isinstance(observations, dict) else None
+    if keys != sorted(space.spaces):
+        raise ValueError(
+            f"{source}: episode {index} field 'observations' must be a dict with the keys {sorted(space.spaces)} of "
+            f"the Dict observation space, got {keys if keys is not None else 'one array'}. {_DIFFERENT_ENV_HINT}"
+        )
+    for key, subspace in space.spaces.items():
+        _check_field(observations[key], subspace, f"observations[{key!r}]", index, source, True)
+
+
 def validate_episodes(
     episodes: Sequence[Episode],
     observation_space: spaces.Space,
@@ -141,14 +148,13 @@ def validate_episodes(
     :param action_space: The env's action space.
     :param source: Where the episodes come from, used in error messages.
     """
-    check_supported_space(observation_space, "observation")
-    check_supported_space(action_space, "action")
+    check_spaces(observation_space, action_space)
     if len(episodes) == 0:
         raise ValueError(f"no episodes in {source}")
     for index, episode in enumerate(episodes):
         if not isinstance(episode, Episode):
             raise ValueError(f"{source}: episode {index} is a {type(episode).__name__}, not an Episode.")
-        _check_field(episode.observations, observation_space, "observations", index, source, True)
+        _check_observations(episode.observations, observation_space, index, source)
         check_action_bounds = not isinstance(action_space, spaces.Box)
         _check_field(episode.actions, action_space, "actions", index, source, check_action_bounds)
         if not np.all(np.isfinite(episode.rewards)):

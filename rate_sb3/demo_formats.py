@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from rate_sb3.episode import Episode
+from rate_sb3.observations import concatenate_observations, slice_observations
 
-NPZ_FORMAT_VERSION = 1
+NPZ_FORMAT_VERSION = 2  # 2: Dict observations, one array per key (files of array observations are still 1)
+OBSERVATION_KEYS_ARRAY = "observation_keys"
 NPZ_KEYS = (
     "observations",
     "actions",
@@ -49,14 +51,14 @@ def save_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
-        "observations": np.concatenate([episode.observations for episode in episodes]),
+        **_observation_arrays(concatenate_observations([episode.observations for episode in episodes])),
         "actions": np.concatenate([episode.actions for episode in episodes]),
         "rewards": np.concatenate([episode.rewards for episode in episodes]).astype(np.float32),
         "episode_lengths": np.array([episode.length for episode in episodes], dtype=np.int64),
         "terminated": np.array([episode.terminated for episode in episodes], dtype=bool),
         "truncated": np.array([episode.truncated for episode in episodes], dtype=bool),
-        "format_version": np.array(NPZ_FORMAT_VERSION, dtype=np.int64),
     }
+    arrays["format_version"] = np.array(2 if OBSERVATION_KEYS_ARRAY in arrays else 1, dtype=np.int64)
     file_descriptor, temporary_path = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(file_descriptor, "wb") as file:
@@ -66,6 +68,25 @@ def save_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> None:
     except BaseException:
         Path(temporary_path).unlink(missing_ok=True)
         raise
+
+
+def _observation_arrays(observations: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The ``.npz`` arrays of the observations: one array, or the keys and an array per key of a dict."""
+    if not isinstance(observations, dict):
+        return {"observations": observations}
+    keyed = {f"observations.{key}": values for key, values in observations.items()}
+    return {OBSERVATION_KEYS_ARRAY: np.array(list(observations)), **keyed}
+
+
+def _join_observations(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Gather a file's per-key observation arrays into one dict under ``"observations"``."""
+    if OBSERVATION_KEYS_ARRAY not in arrays:
+        return
+    keys = [str(key) for key in arrays.pop(OBSERVATION_KEYS_ARRAY)]
+    missing = [f"observations.{key}" for key in keys if f"observations.{key}" not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks the observation arrays {missing}. {_RECOLLECT_HINT}")
+    arrays["observations"] = {key: arrays.pop(f"observations.{key}") for key in keys}
 
 
 def _new_file_mode() -> int:
@@ -116,10 +137,16 @@ def _check_npz_consistency(arrays: dict[str, np.ndarray], path: Path) -> None:
             "terminated": n_episodes,
             "truncated": n_episodes,
         }
+        named = [(key, arrays[key]) for key in expected if key != "observations"]
+        observations = arrays["observations"]
+        if isinstance(observations, dict):
+            named += [(f"observations.{key}", values) for key, values in observations.items()]
+        else:
+            named.append(("observations", observations))
         problems += [
-            f"{key} has length {len(arrays[key])}, expected {length}"
-            for key, length in expected.items()
-            if arrays[key].ndim == 0 or len(arrays[key]) != length
+            f"{name} has length {len(values)}, expected {expected[name.split('.')[0]]}"
+            for name, values in named
+            if values.ndim == 0 or len(values) != expected[name.split(".")[0]]
         ]
     if problems:
         raise ValueError(f"{path} is inconsistent: {'; '.join(problems)}. {_RECOLLECT_HINT}")
@@ -134,6 +161,7 @@ def load_episodes_npz(path: str | os.PathLike) -> list[Episode]:
     """
     path = Path(path)
     arrays = _read_npz_arrays(path)
+    _join_observations(arrays, path)
     _check_npz_consistency(arrays, path)
     lengths = arrays["episode_lengths"].astype(np.int64)
     step_starts = np.concatenate([[0], np.cumsum(lengths)])
@@ -142,7 +170,7 @@ def load_episodes_npz(path: str | os.PathLike) -> list[Episode]:
         step_start, obs_start = step_starts[index], step_starts[index] + index
         episodes.append(
             Episode(
-                observations=arrays["observations"][obs_start : obs_start + length + 1],
+                observations=slice_observations(arrays["observations"], slice(obs_start, obs_start + length + 1)),
                 actions=arrays["actions"][step_start : step_start + length],
                 rewards=arrays["rewards"][step_start : step_start + length],
                 terminated=bool(arrays["terminated"][index]),

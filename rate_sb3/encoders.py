@@ -4,95 +4,192 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import (
-    get_flattened_obs_dim,
     is_image_space,
     is_image_space_channels_first,
     preprocess_obs,
 )
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, NatureCNN
 from torch import nn
 from torch.nn import functional as F
 
 from rate_sb3.derived import DerivedWeights
+from rate_sb3.observations import map_observations
 
-SUPPORTED_OBSERVATIONS = (spaces.Box, spaces.Discrete, spaces.MultiBinary)
+SUPPORTED_OBSERVATIONS = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 SUPPORTED_ACTIONS = (spaces.Discrete, spaces.Box)
+NATURE_CNN_MIN_SIZE = 36  # NatureCNN's 8x8/4, 4x4/2, 3x3/1 convolutions need images at least this large
+_OBSERVATIONS_HINT = "supported: Box (vectors or images), Discrete, MultiDiscrete, MultiBinary, or a Dict of them"
 
 
 def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
-    """Raise a ValueError naming the space and the fix when RATE cannot encode it."""
-    if isinstance(observation_space, (spaces.Dict, spaces.Tuple)):
-        raise ValueError(
-            f"RATEPolicy does not support {type(observation_space).__name__} observations ({observation_space}); "
-            "flatten them with gymnasium.wrappers.FlattenObservation"
-        )
-    if not isinstance(observation_space, SUPPORTED_OBSERVATIONS):
-        raise ValueError(
-            f"RATEPolicy does not support observation space {observation_space}; "
-            "supported: Box (vectors or images), Discrete, MultiBinary"
-        )
+    """The one rule of the spaces RATE supports (the policy, the demonstrations and the algorithm all apply it):
+    raise a ValueError naming the space and the fix when RATE cannot encode it.
+
+    :param observation_space: the env's observation space, without the previous reward
+    :param action_space: the env's action space
+    """
+    check_observation_space(observation_space)
     if not isinstance(action_space, SUPPORTED_ACTIONS):
-        raise ValueError(f"RATEPolicy does not support action space {action_space}; supported: Discrete, Box")
+        raise ValueError(f"RATE does not support the action space {action_space}; supported: Discrete, Box")
     if isinstance(action_space, spaces.Box) and not np.all(np.isfinite([action_space.low, action_space.high])):
-        raise ValueError(f"RATEPolicy needs a bounded Box action space, got {action_space}; rescale it to [-1, 1]")
+        raise ValueError(f"RATE needs a bounded Box action space, got {action_space}; rescale it to [-1, 1]")
 
 
-class ImageEncoder(nn.Module):
-    """A CNN over channel-first images: the Nature-DQN stack for large images, 3x3 convolutions for small ones."""
+def check_observation_space(space: spaces.Space) -> None:
+    if isinstance(space, spaces.Dict):
+        for key, subspace in space.spaces.items():
+            if not isinstance(subspace, SUPPORTED_OBSERVATIONS):
+                raise ValueError(
+                    f"RATE cannot encode the key {key!r} of the Dict observation: {subspace}; {_OBSERVATIONS_HINT}. "
+                    "Flatten that part (a gymnasium.ObservationWrapper) or drop the key (gymnasium.wrappers."
+                    "FilterObservation)"
+                )
+            _check_image_layout(subspace, f"the image observation {key!r}")
+        return
+    if not isinstance(space, SUPPORTED_OBSERVATIONS):
+        raise ValueError(
+            f"RATE does not support the observation space {space}; {_OBSERVATIONS_HINT} "
+            "(a Tuple becomes one with gymnasium.wrappers.FlattenObservation)"
+        )
+    _check_image_layout(space, "the image observation")
 
-    def __init__(self, space: spaces.Box, d_model: int) -> None:
-        super().__init__()
-        channels, height, width = space.shape
-        if min(height, width) >= 36:
-            convs = [nn.Conv2d(channels, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU()]
-            convs += [nn.Conv2d(64, 64, 3, 1), nn.ReLU()]
-        else:
-            convs = [nn.Conv2d(channels, 32, 3, 1, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, 1), nn.ReLU()]
-        self.cnn = nn.Sequential(*convs, nn.Flatten())
+
+def _check_image_layout(space: spaces.Space, name: str) -> None:
+    """Images must be channel-first (C, H, W) or channel-last (H, W, C), which SB3 transposes; channels in the
+    middle would be transposed into nonsense."""
+    if is_image_space(space) and int(np.argmin(space.shape)) == 1:
+        raise ValueError(
+            f"{name} has shape {space.shape}, whose smallest dimension (the channels) is in the middle: RATE and "
+            "SB3 need channel-first (C, H, W) or channel-last (H, W, C) images; transpose it in an "
+            "ObservationWrapper"
+        )
+
+
+def is_image_observation(space: spaces.Space) -> bool:
+    """An image, or a Dict holding one: the observation goes through a CNN (no fast path in ``predict``)."""
+    if isinstance(space, spaces.Dict):
+        return any(is_image_space(subspace) for subspace in space.spaces.values())
+    return is_image_space(space)
+
+
+class SmallImageCNN(BaseFeaturesExtractor):
+    """Two 3x3 convolutions for channel-first images smaller than NatureCNN takes (MiniGrid's 7x7 views).
+
+    :param observation_space: a channel-first image space
+    """
+
+    def __init__(self, observation_space: spaces.Box) -> None:
+        channels = observation_space.shape[0]
+        convs = [nn.Conv2d(channels, 32, 3, 1, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, 1), nn.ReLU()]
+        cnn = nn.Sequential(*convs, nn.Flatten())
         with th.no_grad():
-            n_flat = self.cnn(th.zeros(1, *space.shape)).shape[1]
-        self.linear = nn.Linear(n_flat, d_model)
+            n_flat = cnn(th.zeros(1, *observation_space.shape)).shape[1]
+        super().__init__(observation_space, n_flat)
+        self.cnn = cnn
 
-    def forward(self, images: th.Tensor) -> th.Tensor:
-        return self.linear(self.cnn(images))
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.cnn(observations)
+
+
+class DictExtractor(BaseFeaturesExtractor):
+    """SB3's ``CombinedExtractor`` rule for Dict observations (a CNN per image, flattening for the rest,
+    concatenated in key order), with each key's default extractor of :func:`default_features_extractor`, so that
+    small images get :class:`SmallImageCNN` where ``CombinedExtractor``'s NatureCNN would fail.
+
+    :param observation_space: a Dict of supported spaces
+    :param cnn_output_dim: features of each NatureCNN
+    """
+
+    def __init__(self, observation_space: spaces.Dict, cnn_output_dim: int = 256) -> None:
+        extractors = {}
+        for key, subspace in observation_space.spaces.items():
+            extractor_class = default_features_extractor(subspace)
+            kwargs = {"features_dim": cnn_output_dim} if extractor_class is NatureCNN else {}
+            extractors[key] = extractor_class(subspace, **kwargs)
+        super().__init__(observation_space, sum(extractor.features_dim for extractor in extractors.values()))
+        self.extractors = nn.ModuleDict(extractors)
+
+    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        return th.cat([extractor(observations[key]) for key, extractor in self.extractors.items()], dim=1)
+
+
+def default_features_extractor(space: spaces.Space) -> type[BaseFeaturesExtractor]:
+    """SB3's defaults: NatureCNN for images (:class:`SmallImageCNN` below 36 pixels), :class:`DictExtractor`
+    for Dict spaces, FlattenExtractor for the rest."""
+    if isinstance(space, spaces.Dict):
+        return DictExtractor
+    if is_image_space(space):
+        return NatureCNN if min(space.shape[1:]) >= NATURE_CNN_MIN_SIZE else SmallImageCNN
+    return FlattenExtractor
 
 
 class ObservationEncoder(nn.Module):
-    """Maps raw observations (N, *shape) to tokens (N, d): SB3 preprocessing, then a CNN or a linear layer."""
+    """Maps raw observations (N, *shape), or a dict of them, to tokens (N, d): SB3's preprocessing, a features
+    extractor, then a linear layer to ``d_model``.
 
-    def __init__(self, space: spaces.Space, d_model: int, normalize_images: bool = True) -> None:
+    :param space: the env's observation space (channel-first images)
+    :param d_model: token width
+    :param normalize_images: divide uint8 images by 255
+    :param features_extractor_class: an SB3 features extractor class (default: :func:`default_features_extractor`)
+    :param features_extractor_kwargs: its keyword arguments
+    """
+
+    def __init__(
+        self,
+        space: spaces.Space,
+        d_model: int,
+        normalize_images: bool = True,
+        features_extractor_class: type[BaseFeaturesExtractor] | None = None,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.space, self.normalize_images = space, normalize_images
-        self.images = is_image_space(space)
+        self.images = is_image_observation(space)
         if self.images:
-            if not is_image_space_channels_first(space):
-                raise ValueError(
-                    f"image observations must be channel-first, got shape {space.shape}; "
-                    "wrap the env with stable_baselines3.common.vec_env.VecTransposeImage"
-                )
-            self.net = ImageEncoder(space, d_model)
-        else:
-            self.net = nn.Sequential(nn.Flatten(), nn.Linear(get_flattened_obs_dim(space), d_model))
+            _check_channels_first(space)
+        extractor_class = features_extractor_class or default_features_extractor(space)
+        extractor = extractor_class(space, **(features_extractor_kwargs or {}))
+        # one Sequential, so that vector observations keep the parameter names of earlier versions
+        self.net = nn.Sequential(extractor, nn.Linear(extractor.features_dim, d_model))
 
-    def forward(self, observations: th.Tensor) -> th.Tensor:
+    def forward(self, observations: th.Tensor | dict[str, th.Tensor]) -> th.Tensor:
         return self.net(preprocess_obs(observations, self.space, normalize_images=self.normalize_images))
 
     @property
     def flat_linear(self) -> nn.Linear | None:
         """The encoder's linear layer when it is all there is: a layer over the flattened observation as floats
-        (Box vectors, MultiBinary); None for images and one-hot Discrete observations."""
-        if self.images or isinstance(self.space, spaces.Discrete):
-            return None
-        return self.net[1]
+        (Box vectors, MultiBinary); None for images, Dict, one-hot Discrete and MultiDiscrete observations, and
+        any other features extractor."""
+        linear_only = isinstance(self.net[0], FlattenExtractor) and isinstance(
+            self.space, (spaces.Box, spaces.MultiBinary)
+        )
+        return self.net[1] if linear_only and not self.images else None
 
-    def steps(self, observations: th.Tensor) -> th.Tensor:
-        """Tokens (B, W, d) of the observations of windows (B, W, *shape)."""
-        return self(observations.flatten(0, 1)).unflatten(0, observations.shape[:2])
+    def host_tokens(self, observations: np.ndarray | dict[str, np.ndarray], device: th.device) -> th.Tensor:
+        """Tokens (n, d) of host observations (n, *shape), or a dict of them."""
+        return self(map_observations(observations, lambda array: th.as_tensor(array, device=device)))
+
+    def steps(self, observations: th.Tensor | dict[str, th.Tensor]) -> th.Tensor:
+        """Tokens (B, W, d) of the observations of windows (B, W, *shape), or a dict of them."""
+        first = next(iter(observations.values())) if isinstance(observations, dict) else observations
+        return self(map_observations(observations, lambda steps: steps.flatten(0, 1))).unflatten(0, first.shape[:2])
+
+
+def _check_channels_first(space: spaces.Space) -> None:
+    subspaces = space.spaces.items() if isinstance(space, spaces.Dict) else [(None, space)]
+    for key, subspace in subspaces:
+        if is_image_space(subspace) and not is_image_space_channels_first(subspace):
+            name = "image observations" if key is None else f"the image observation {key!r}"
+            raise ValueError(
+                f"{name} must be channel-first, got shape {subspace.shape}; "
+                "wrap the env with stable_baselines3.common.vec_env.VecTransposeImage"
+            )
 
 
 class ActionEncoder(nn.Module):
@@ -236,7 +333,7 @@ class StepEncoder:
         if not self.action_encoder.discrete:
             tokens[:, 0].tanh_()
         if self.observation_linear is None:
-            observation_tokens = self.observation_encoder(th.as_tensor(observations, device=like.device))
+            observation_tokens = self.observation_encoder.host_tokens(observations, like.device)
             tokens = th.cat([tokens, observation_tokens[:, None]], dim=1)
         return tokens
 

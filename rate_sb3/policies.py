@@ -8,16 +8,22 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.preprocessing import maybe_transpose
+from stable_baselines3.common.preprocessing import is_image_space, maybe_transpose
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 
 from rate_sb3.critic import HistoryCritic
 from rate_sb3.encoders import ActionEncoder, ObservationEncoder, StepEncoder, check_spaces, make_action_head
 from rate_sb3.inference import IncrementalInference, SlotStore
 from rate_sb3.model import RATEConfig, RATETransformer
-from rate_sb3.wrappers import OBSERVATION_KEY, PREV_REWARD_KEY, WRAP_HINT, has_reward_feedback
-
-OBSERVATION_KEYS = frozenset({OBSERVATION_KEY, PREV_REWARD_KEY})
+from rate_sb3.wrappers import (
+    OBSERVATION_KEY,
+    PREV_REWARD_KEY,
+    WRAP_HINT,
+    env_observation_space,
+    has_reward_feedback,
+    newest_reward,
+)
 
 
 class RATEState(NamedTuple):
@@ -58,7 +64,8 @@ class RATEPolicy(BasePolicy):
     The observation space must carry the previous reward (:class:`rate_sb3.wrappers.PrevRewardWrapper`),
     so that ``predict`` can lower the return-to-go by each reward.
 
-    :param observation_space: Dict space ``{"observation": ..., "prev_reward": ...}``
+    :param observation_space: Dict space ``{"observation": ..., "prev_reward": ...}``, or the env's Dict space with
+        a ``"prev_reward"`` key
     :param action_space: Discrete or bounded Box
     :param lr_schedule: learning rate schedule (the optimizer starts at ``lr_schedule(1)``)
     :param target_return: return the policy is conditioned on at the start of each episode (raw reward units)
@@ -71,6 +78,10 @@ class RATEPolicy(BasePolicy):
     :param optimizer_class: optimizer class
     :param optimizer_kwargs: extra optimizer arguments
     :param normalize_images: divide image observations by 255
+    :param features_extractor_class: SB3 features extractor of the observations, followed by a linear layer to
+        ``d_model`` (default: NatureCNN for images, a small CNN for images under 36 pixels, a per-key combination
+        for Dict observations, flattening for vectors)
+    :param features_extractor_kwargs: its keyword arguments
     :param transformer_kwargs: :class:`rate_sb3.model.RATEConfig` fields (d_model, n_layers, segment_len, ...)
     """
 
@@ -87,14 +98,19 @@ class RATEPolicy(BasePolicy):
         optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
         optimizer_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
+        features_extractor_class: type[BaseFeaturesExtractor] | None = None,
+        features_extractor_kwargs: dict[str, Any] | None = None,
         **transformer_kwargs: Any,
     ) -> None:
         if not has_reward_feedback(observation_space):
             raise ValueError(f"RATEPolicy needs the previous reward in the observation; {WRAP_HINT}")
-        check_spaces(observation_space[OBSERVATION_KEY], action_space)
+        inner_space = env_observation_space(observation_space)
+        check_spaces(inner_space, action_space)
         super().__init__(
             observation_space,
             action_space,
+            features_extractor_class=features_extractor_class,
+            features_extractor_kwargs=features_extractor_kwargs,
             optimizer_class=optimizer_class,
             optimizer_kwargs=optimizer_kwargs,
             normalize_images=normalize_images,
@@ -104,10 +120,10 @@ class RATEPolicy(BasePolicy):
         self.transformer_kwargs = transformer_kwargs
         self.config = RATEConfig(**transformer_kwargs)
         d = self.config.d_model
-        self.inner_observation_space = observation_space[OBSERVATION_KEY]
+        self.inner_observation_space = inner_space
         self.discrete_actions = isinstance(action_space, spaces.Discrete)
         self.action_dim = 1 if self.discrete_actions else int(np.prod(action_space.shape))
-        self.observation_encoder = ObservationEncoder(self.inner_observation_space, d, normalize_images)
+        self.observation_encoder = self._make_observation_encoder()
         self.image_observations = self.observation_encoder.images
         self.action_encoder = ActionEncoder(action_space, d)
         self.return_encoder = th.nn.Linear(1, d)
@@ -115,10 +131,17 @@ class RATEPolicy(BasePolicy):
         self.inference = IncrementalInference(self.transformer)
         self.step_encoder = StepEncoder(self.action_encoder, self.return_encoder, self.observation_encoder)
         self.action_head = make_action_head(action_space, d)
-        self.critic = (
-            HistoryCritic(self.inner_observation_space, action_space, self.config, normalize_images) if critic else None
-        )
+        self.critic = HistoryCritic(self._make_observation_encoder(), action_space, self.config) if critic else None
         self.optimizer = self.optimizer_class(self._parameter_groups(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _make_observation_encoder(self) -> ObservationEncoder:
+        return ObservationEncoder(
+            self.inner_observation_space,
+            self.config.d_model,
+            self.normalize_images,
+            self.features_extractor_class,
+            self.features_extractor_kwargs,
+        )
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
         no_decay = ("initial_memory", "content_bias", "position_bias")
@@ -138,6 +161,8 @@ class RATEPolicy(BasePolicy):
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
             normalize_images=self.normalize_images,
+            features_extractor_class=self.features_extractor_class,
+            features_extractor_kwargs=self.features_extractor_kwargs,
             **self.transformer_kwargs,
         )
         return data
@@ -244,18 +269,46 @@ class RATEPolicy(BasePolicy):
         """Stateless step (every observation starts an episode); use :meth:`predict` to carry memory."""
         raise NotImplementedError("RATEPolicy is stateful: call predict(obs, state, episode_start)")
 
-    def _split_observation(self, observation: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-        if not isinstance(observation, dict) or observation.keys() != OBSERVATION_KEYS:
-            raise ValueError(f"RATEPolicy.predict needs observations with the previous reward; {WRAP_HINT}")
+    def _split_observation(self, observation: Any) -> tuple[np.ndarray | dict[str, np.ndarray], np.ndarray, bool]:
+        """The env's observations (n, *shape), or a dict of them, the previous rewards (n,), and whether the
+        observation was batched."""
+        if not isinstance(observation, dict) or observation.keys() != self.observation_space.spaces.keys():
+            raise ValueError(
+                f"RATEPolicy.predict needs observations with the keys {sorted(self.observation_space.spaces)}, got "
+                f"{sorted(observation) if isinstance(observation, dict) else type(observation).__name__}; {WRAP_HINT}"
+            )
         prev_reward = np.asarray(observation[PREV_REWARD_KEY], dtype=np.float32)
         vectorized = prev_reward.ndim == 2
-        inner = np.asarray(observation[OBSERVATION_KEY])
-        if self.image_observations:
-            # channel-last images from an env without VecTransposeImage (rl_zoo3 enjoy) become channel-first
-            inner = maybe_transpose(inner, self.inner_observation_space)
         if not vectorized:
-            inner, prev_reward = inner[None], prev_reward[None]
-        return inner, prev_reward.reshape(-1), vectorized
+            prev_reward = prev_reward[None]
+        space = self.inner_observation_space
+        if isinstance(space, spaces.Dict):
+            inner = {key: self._env_array(observation[key], space[key], vectorized, key) for key in space.spaces}
+        else:
+            inner = self._env_array(observation[OBSERVATION_KEY], space, vectorized, OBSERVATION_KEY)
+        return inner, newest_reward(prev_reward), vectorized
+
+    @staticmethod
+    def _env_array(values: Any, space: spaces.Space, vectorized: bool, key: str) -> np.ndarray:
+        """One observation array as the encoder takes it (n, *shape): channel-first, checked."""
+        values = np.asarray(values)
+        if is_image_space(space):
+            # channel-last images from an env without VecTransposeImage (rl_zoo3 enjoy) become channel-first
+            values = maybe_transpose(values, space)
+        if not vectorized:
+            values = values[None]
+        if values.shape[1:] != space.shape:
+            raise ValueError(
+                f"RATEPolicy.predict: observation {key!r} has shape {values.shape[1:]} per env, the model expects "
+                f"{space.shape}" + (" (channel-first; channel-last images are transposed)" if space.shape else "")
+            )
+        if _bounded_float_image(space) and ((values < space.low).any() or (values > space.high).any()):
+            raise ValueError(
+                f"RATEPolicy.predict: image observation {key!r} holds values in [{values.min()}, {values.max()}], "
+                f"outside its space's bounds [{space.low.min()}, {space.high.max()}]: scale the images as the space "
+                "declares (e.g. divide by 255 for [0, 1]) or declare the bounds the env gives"
+            )
+        return values
 
     def _act(
         self, observations: np.ndarray, prev_reward: np.ndarray, state: RATEState, starts: np.ndarray, deterministic
@@ -333,3 +386,14 @@ class RATEPolicy(BasePolicy):
         if isinstance(rows, th.Tensor):  # the store wrote to copies of these rows
             key_values, layer_inputs, _ = store.buffers
             state.key_values[:, :, :, rows], state.layer_inputs[:, rows] = key_values, layer_inputs
+
+
+def _bounded_float_image(space: spaces.Space) -> bool:
+    """A float Box of images (3 dimensions) with finite bounds, which ``predict`` checks (uint8 ones cannot be
+    outside theirs)."""
+    return (
+        isinstance(space, spaces.Box)
+        and len(space.shape) == 3
+        and space.dtype.kind == "f"
+        and bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
+    )

@@ -19,12 +19,13 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from rate_sb3.buffers import TrajectoryBuffer
 from rate_sb3.demonstrations import DemonstrationSource
+from rate_sb3.encoders import check_spaces
 from rate_sb3.objective import EntropyMask
 from rate_sb3.policies import RATEPolicy
 from rate_sb3.return_conditioned import ReturnConditionedAlgorithm
 from rate_sb3.rollout import OpenEpisodes
 from rate_sb3.temperature import EntropyTemperature, parse_ent_coef, parse_target_entropy
-from rate_sb3.wrappers import WRAP_HINT, PrevRewardWrapper, has_reward_feedback
+from rate_sb3.wrappers import WRAP_HINT, PrevRewardWrapper, env_observation_space, has_reward_feedback
 
 SelfRATE = TypeVar("SelfRATE", bound="RATE")
 
@@ -170,10 +171,12 @@ class RATE(ReturnConditionedAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        if isinstance(env, str) or (isinstance(env, gym.Env) and not has_reward_feedback(env.observation_space)):
+        if isinstance(env, str) or (isinstance(env, gym.Env) and not _reward_wrapped(env)):
             env = PrevRewardWrapper(gym.make(env) if isinstance(env, str) else env)
         if isinstance(env, VecEnv) and not has_reward_feedback(env.observation_space):
             raise ValueError(f"RATE needs the previous reward in the observation; {WRAP_HINT}")
+        if env is not None:  # before SB3's own asserts, which do not say what to do
+            check_spaces(env_observation_space(env.observation_space), env.action_space)
         super().__init__(
             policy,
             env,
@@ -230,11 +233,11 @@ class RATE(ReturnConditionedAlgorithm):
 
     # ------------------------------------------------------------------ setup
     def _validate_arguments(self) -> None:
-        positive = ("context_len", "n_segments", "batch_size", "buffer_size", "train_freq")
+        positive = ("context_len", "n_segments", "batch_size", "buffer_size", "train_freq", "gradient_steps")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"RATE: {name}={getattr(self, name)} must be >= 1")
-        for name in ("n_pretrain_steps", "warmup_steps", "gradient_steps"):
+        for name in ("n_pretrain_steps", "warmup_steps"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"RATE: {name}={getattr(self, name)} must be >= 0")
         if self.return_scale is not None and self.return_scale <= 0:
@@ -419,6 +422,15 @@ class RATE(ReturnConditionedAlgorithm):
         if not isinstance(buffer, TrajectoryBuffer):
             raise ValueError(f"{path} does not hold a RATE TrajectoryBuffer (got {type(buffer).__name__})")
         self.replay_buffer = buffer
+
+
+def _reward_wrapped(env: gym.Env) -> bool:
+    """The env carries PrevRewardWrapper (an env's own Dict key named "prev_reward" is no previous reward)."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, PrevRewardWrapper):
+            return True
+        env = env.env
+    return False
 
 
 def plain_schedule(learning_rate: float | Schedule) -> float | Schedule:

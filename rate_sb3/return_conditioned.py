@@ -19,7 +19,7 @@ from rate_sb3.demonstrations import DemonstrationSource, resolve_demonstrations
 from rate_sb3.importing import import_callable
 from rate_sb3.objective import EntropyMask, check_finite, warmup_then_linear_decay, window_loss
 from rate_sb3.policies import RATEPolicy
-from rate_sb3.wrappers import OBSERVATION_KEY
+from rate_sb3.wrappers import env_observation_space
 
 SelfAlgorithm = TypeVar("SelfAlgorithm", bound="ReturnConditionedAlgorithm")
 
@@ -92,7 +92,11 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         """The demonstrations, loaded (or collected) and validated against the env on first use."""
         if self._demonstration_episodes is None:
             self._demonstration_episodes = resolve_demonstrations(
-                self.demonstrations, self.env, self.observation_space[OBSERVATION_KEY], self.action_space, self.verbose
+                self.demonstrations,
+                self.env,
+                env_observation_space(self.observation_space),
+                self.action_space,
+                self.verbose,
             )
         return self._demonstration_episodes
 

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from rate_sb3.episode import Episode
-from rate_sb3.wrappers import OBSERVATION_KEY
+from rate_sb3.observations import env_row, leading_length, map_observations, stack_observations
+from rate_sb3.wrappers import env_observation
 
 
 class OpenEpisodes:
@@ -22,7 +23,8 @@ class OpenEpisodes:
     def __init__(self, observations: dict[str, np.ndarray]) -> None:
         self.observations = observations
         self.policy_state: Any = None
-        self._records = [_EpisodeRecord(_inner(observations, i)) for i in range(len(observations[OBSERVATION_KEY]))]
+        n_envs = leading_length(env_observation(observations))
+        self._records = [_EpisodeRecord(_inner(observations, i)) for i in range(n_envs)]
 
     def add_step(
         self,
@@ -37,9 +39,9 @@ class OpenEpisodes:
         for index, record in enumerate(self._records):
             record.add(actions[index], rewards[index])
             if dones[index]:
-                final = infos[index]["terminal_observation"][OBSERVATION_KEY]
+                final = map_observations(env_observation(infos[index]["terminal_observation"]), np.array)
                 truncated = bool(infos[index].get("TimeLimit.truncated", False))
-                ended.append(record.finish(np.array(final), truncated))
+                ended.append(record.finish(final, truncated))
                 self._records[index] = _EpisodeRecord(_inner(new_observations, index))
             else:
                 record.observations.append(_inner(new_observations, index))
@@ -47,8 +49,8 @@ class OpenEpisodes:
         return ended
 
 
-def _inner(observations: dict[str, np.ndarray], index: int) -> np.ndarray:
-    return np.array(observations[OBSERVATION_KEY][index])
+def _inner(observations: dict[str, np.ndarray], index: int) -> np.ndarray | dict[str, np.ndarray]:
+    return env_row(env_observation(observations), index)
 
 
 class _EpisodeRecord:
@@ -61,9 +63,9 @@ class _EpisodeRecord:
         self.actions.append(action)
         self.rewards.append(float(reward))
 
-    def finish(self, final_observation: np.ndarray, truncated: bool) -> Episode:
+    def finish(self, final_observation: np.ndarray | dict[str, np.ndarray], truncated: bool) -> Episode:
         return Episode(
-            observations=np.stack([*self.observations, final_observation]),
+            observations=stack_observations([*self.observations, final_observation]),
             actions=np.array(self.actions),
             rewards=np.array(self.rewards, dtype=np.float32),
             terminated=not truncated,

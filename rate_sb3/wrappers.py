@@ -25,27 +25,60 @@ WRAP_HINT = (
 
 
 def reward_observation_space(observation_space: spaces.Space) -> spaces.Dict:
-    """The Dict space seen by RATE: the original observation and the previous reward."""
+    """The Dict space seen by RATE: the env's observation and the previous reward.
+
+    A Dict observation gets the previous reward as one more key (SB3 refuses nested Dict spaces); any other
+    observation becomes ``{"observation": obs, "prev_reward": [r]}``.
+    """
     reward_space = spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+    if isinstance(observation_space, spaces.Dict):
+        if PREV_REWARD_KEY in observation_space.spaces:
+            raise ValueError(
+                f"the env's Dict observation already has a key {PREV_REWARD_KEY!r} ({observation_space}): RATE puts "
+                "the previous reward there; rename that key (a gymnasium.ObservationWrapper) or, if it is the "
+                "previous reward, do not wrap the env twice with PrevRewardWrapper"
+            )
+        return spaces.Dict({**observation_space.spaces, PREV_REWARD_KEY: reward_space})
     return spaces.Dict({OBSERVATION_KEY: observation_space, PREV_REWARD_KEY: reward_space})
 
 
 def has_reward_feedback(observation_space: spaces.Space) -> bool:
-    return isinstance(observation_space, spaces.Dict) and set(observation_space.spaces) == {
-        OBSERVATION_KEY,
-        PREV_REWARD_KEY,
-    }
+    return isinstance(observation_space, spaces.Dict) and PREV_REWARD_KEY in observation_space.spaces
+
+
+def _wraps_plain_observation(keys) -> bool:
+    return set(keys) == {OBSERVATION_KEY, PREV_REWARD_KEY}
+
+
+def env_observation_space(observation_space: spaces.Dict) -> spaces.Space:
+    """The env's own observation space inside RATE's (the inverse of :func:`reward_observation_space`)."""
+    if _wraps_plain_observation(observation_space.spaces):
+        return observation_space[OBSERVATION_KEY]
+    return spaces.Dict({key: space for key, space in observation_space.spaces.items() if key != PREV_REWARD_KEY})
+
+
+def env_observation(observation: dict[str, Any]) -> Any:
+    """The env's own observation (an array, or a dict of arrays) inside one of RATE's, single or batched."""
+    if _wraps_plain_observation(observation):
+        return observation[OBSERVATION_KEY]
+    return {key: value for key, value in observation.items() if key != PREV_REWARD_KEY}
+
+
+def newest_reward(prev_reward: np.ndarray) -> np.ndarray:
+    """The previous reward of each env (n,) from ``prev_reward`` (n, k): with SB3's ``VecFrameStack`` the last
+    k rewards are stacked, the newest last."""
+    return prev_reward[:, -1]
 
 
 class PrevRewardWrapper(gym.ObservationWrapper):
     """Observation ``{"observation": obs, "prev_reward": [r_{t-1}]}``, with 0 after a reset.
 
-    :param env: the env to wrap (its observation space must not be a Dict already)
+    A Dict observation gets the previous reward as one more key instead: ``{**obs, "prev_reward": [r_{t-1}]}``.
+
+    :param env: the env to wrap (a Dict observation must not have a ``"prev_reward"`` key)
     """
 
     def __init__(self, env: gym.Env) -> None:
-        if has_reward_feedback(env.observation_space):
-            raise ValueError("the env is already wrapped with PrevRewardWrapper")
         super().__init__(env)
         self.observation_space = reward_observation_space(env.observation_space)
         self._prev_reward = 0.0
@@ -60,7 +93,10 @@ class PrevRewardWrapper(gym.ObservationWrapper):
         return self.observation(obs), reward, terminated, truncated, info
 
     def observation(self, observation: Any) -> dict[str, Any]:
-        return {OBSERVATION_KEY: observation, PREV_REWARD_KEY: np.array([self._prev_reward], dtype=np.float32)}
+        prev_reward = np.array([self._prev_reward], dtype=np.float32)
+        if isinstance(observation, dict):
+            return {**observation, PREV_REWARD_KEY: prev_reward}
+        return {OBSERVATION_KEY: observation, PREV_REWARD_KEY: prev_reward}
 
 
 class SuccessFromReward(gym.Wrapper):
@@ -88,18 +124,18 @@ class VecObservationOnly(VecEnvWrapper):
     on the training env itself (same wrappers and env kwargs)."""
 
     def __init__(self, venv: VecEnv) -> None:
-        super().__init__(venv, observation_space=venv.observation_space[OBSERVATION_KEY])
+        super().__init__(venv, observation_space=env_observation_space(venv.observation_space))
 
     def reset(self) -> Any:
-        return self.venv.reset()[OBSERVATION_KEY]
+        return env_observation(self.venv.reset())
 
     def step_wait(self):
         observations, rewards, dones, infos = self.venv.step_wait()
         infos = [_strip_terminal_observation(info) for info in infos]
-        return observations[OBSERVATION_KEY], rewards, dones, infos
+        return env_observation(observations), rewards, dones, infos
 
 
 def _strip_terminal_observation(info: dict) -> dict:
     if "terminal_observation" not in info:
         return info
-    return dict(info, terminal_observation=info["terminal_observation"][OBSERVATION_KEY])
+    return dict(info, terminal_observation=env_observation(info["terminal_observation"]))

@@ -355,7 +355,12 @@ def test_state_of_another_batch_size_is_rejected():
 @pytest.mark.parametrize(
     "observation_space, action_space, message",
     [
-        (spaces.Dict({"a": spaces.Box(0, 1, (2,))}), spaces.Discrete(2), "FlattenObservation"),
+        (
+            spaces.Dict({"a": spaces.Dict({"b": spaces.Box(0, 1, (2,))})}),
+            spaces.Discrete(2),
+            "cannot encode the key 'a'",
+        ),
+        (spaces.Tuple([spaces.Box(0, 1, (2,))]), spaces.Discrete(2), "FlattenObservation"),
         (spaces.Box(0, 1, (2,)), spaces.MultiDiscrete([2, 2]), "action space"),
         (spaces.Box(0, 1, (2,)), spaces.Box(-np.inf, np.inf, (1,)), "bounded Box"),
         (spaces.Box(0, 255, (8, 8, 3), np.uint8), spaces.Discrete(2), "channel-first"),
