@@ -19,9 +19,8 @@ from rate_sb3.demo_formats import (
     load_minari,
     save_episodes,
 )
-from rate_sb3.episode import Episode
 from rate_sb3.encoders import check_spaces
-from rate_sb3.observations import arrays, leading_length, map_observations
+from rate_sb3.episode import Episode
 
 __all__ = [
     "Episode",
