@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import fields
 from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
@@ -17,6 +18,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Rollout
 from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 
+from rate_sb3.architecture import RATEConfig
 from rate_sb3.buffers import TrajectoryBuffer
 from rate_sb3.demonstrations import DemonstrationSource
 from rate_sb3.encoders import check_spaces
@@ -29,22 +31,8 @@ from rate_sb3.wrappers import WRAP_HINT, PrevRewardWrapper, env_observation_spac
 
 SelfRATE = TypeVar("SelfRATE", bound="RATE")
 
-ARCHITECTURE_KEYS = (
-    "d_model",
-    "n_layers",
-    "n_heads",
-    "d_head",
-    "d_inner",
-    "dropout",
-    "dropatt",
-    "n_mem_tokens",
-    "n_heads_mrv",
-    "mrv_act",
-    "mode",
-    "memory_grad",
-    "double_residual",
-    "shared_mem_init",
-)
+# RATE takes each field of RATEConfig under its own name, but for the two it derives (see _architecture)
+ARCHITECTURE_KEYS = tuple(field.name for field in fields(RATEConfig) if field.name not in ("segment_len", "mem_len"))
 
 
 class RATE(ReturnConditionedAlgorithm):
