@@ -8,7 +8,6 @@ from itertools import starmap
 from operator import attrgetter, getitem
 from typing import Generic, TypeVar
 
-import numpy as np
 import torch as th
 from torch import nn
 from torch._utils import _flatten_dense_tensors
@@ -25,7 +24,7 @@ class DerivedWeights(Generic[Derived]):
     through ``.data`` (SB3's ``polyak_update``, user code), to another tensor behind the same Parameter
     (``p.data = ...``, ``load_from_vector``, ``.to``) or to another Parameter (``load_state_dict(assign=True)``).
     No version counter or hook sees them all, so each call compares the parameters' values, bit for bit, with a
-    copy taken when the derived tensors were built: one concatenation and one comparison.
+    copy taken when the derived tensors were built: one concatenation, one copy to bytes and one comparison.
 
     :param sources: ``(module, name)`` of every parameter ``build`` reads (looked up again at each call)
     :param build: the derived tensors for the dtype and device of ``like``; runs without gradient
@@ -41,22 +40,24 @@ class DerivedWeights(Generic[Derived]):
             with th.no_grad():
                 return self(like)
         parameters = list(starmap(getitem, self._lookups))
-        values = _flatten_dense_tensors(parameters)  # one call for all (concatenation promotes mixed dtypes)
+        values = _flatten_dense_tensors(parameters)  # one call (a view of a single parameter; mixed dtypes promote)
         key = (like.dtype, like.device, values.device, *map(_dtype_of, parameters))
-        bits, built = _bits(values), self._built
-        if built is not None and built[0] == key and _same(bits, built[1]):
+        current, built = _comparable(values), self._built
+        if built is not None and built[0] == key and _same(current, built[1]):
             return built[2]
-        derived = self.build(like)  # from the values copied above, or newer ones: the next call rebuilds then
-        self._built = (key, bits, derived)
+        derived = self.build(like)  # from the values compared above, or newer ones: the next call rebuilds then
+        self._built = (key, current if isinstance(current, bytes) else current.clone(), derived)
         return derived
 
 
-def _bits(values: th.Tensor) -> np.ndarray | th.Tensor:
-    """The bits of a flat tensor as integers (so that NaNs compare equal, and -0.0 and 0.0 do not), as a numpy
-    array on the CPU: numpy compares them several times faster than ``torch.equal`` there."""
-    bits = values.view(_SAME_SIZE_INTEGER[values.element_size()])
-    return bits.numpy() if bits.is_cpu else bits
+def _comparable(values: th.Tensor) -> bytes | th.Tensor:
+    """Flat values in a form that compares equal exactly when the bits are the same (NaNs equal, -0.0 and 0.0
+    not): on the CPU their bytes, a copy that ``==`` compares many times faster than ``torch.equal`` compares
+    tensors there; elsewhere a view as integers."""
+    if values.is_cpu and values.dtype != th.bfloat16:  # numpy has no bfloat16
+        return values.numpy(force=True).tobytes()
+    return values.view(_SAME_SIZE_INTEGER[values.element_size()])
 
 
-def _same(bits: np.ndarray | th.Tensor, other: np.ndarray | th.Tensor) -> bool:
-    return np.array_equal(bits, other) if isinstance(bits, np.ndarray) else th.equal(bits, other)
+def _same(current: bytes | th.Tensor, built: bytes | th.Tensor) -> bool:
+    return current == built if isinstance(current, bytes) else th.equal(current, built)
