@@ -6,8 +6,9 @@ sides. The last stdout line is one JSON object with ``env``, ``episodes``, ``mea
 ``success_rate`` (from ``info["is_success"]``, null when the env does not report it), ``mean_length``
 and ``seconds``.
 
-Env wrappers (``--env-wrapper PATH``, repeatable, applied in order, like rl_zoo3's ``env_wrapper``) come from
-the run folder's ``<env id>/config.yml`` when ``--model`` was trained by the zoo and the flag is not given.
+Env wrappers (``--env-wrapper PATH``, repeatable, applied in order, like rl_zoo3's ``env_wrapper``) and the frame
+stack (``--frame-stack N``, rl_zoo3's ``frame_stack``) come from the run folder's ``<env id>/config.yml`` when
+``--model`` was trained by the zoo and the flags are not given.
 Images are made channel-first, as Stable-Baselines3 does for training (VecTransposeImage), when the model
 expects it; the previous reward is added to the observation when the model expects it.
 """
@@ -32,9 +33,11 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from stable_baselines3.common.vec_env import VecTransposeImage
+from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
 from rate_sb3.envs import make_env
 from rate_sb3.importing import import_callable
+from rate_sb3.observations import env_row, map_observations
 from rate_sb3.wrappers import PrevRewardWrapper, has_reward_feedback
 
 EnvWrappers = str | dict[str, dict[str, Any]] | Sequence[str | dict[str, dict[str, Any]]] | None
@@ -50,17 +53,22 @@ def evaluate(
     seed: int = 0,
     deterministic: bool = True,
     env_wrappers: EnvWrappers = None,
+    frame_stack: int | None = None,
 ) -> dict[str, Any]:
     """Run ``n_episodes`` episodes over ``n_envs`` envs stepped in one batch; returns the summary dict.
 
     :param env_wrappers: wrappers applied to each env, as rl_zoo3's ``env_wrapper`` (e.g.
         ``["minigrid.wrappers.ImgObsWrapper", "rate_sb3.wrappers.PrevRewardWrapper"]``)
+    :param frame_stack: frames stacked as SB3's ``VecFrameStack`` (rl_zoo3's ``frame_stack``) stacked them in
+        training, after the wrappers
     """
     if n_episodes < 1 or n_envs < 1:
         raise ValueError(f"episodes ({n_episodes}) and n_envs ({n_envs}) must be >= 1")
     start_time = time.perf_counter()
     wrappers = resolve_env_wrappers(env_wrappers)
-    envs = [_make_eval_env(model, env_id, env_kwargs or {}, wrappers) for _ in range(min(n_envs, n_episodes))]
+    envs = [
+        _make_eval_env(model, env_id, env_kwargs or {}, wrappers, frame_stack) for _ in range(min(n_envs, n_episodes))
+    ]
     runner = _EpisodeRunner(envs, n_episodes, seed)
     state, starts = None, np.ones(len(envs), dtype=bool)
     while runner.active.any():
@@ -82,7 +90,11 @@ def evaluate(
 
 
 def _make_eval_env(
-    model: BaseAlgorithm, env_id: str, env_kwargs: dict[str, Any], wrappers: list[tuple[str, Callable]]
+    model: BaseAlgorithm,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    wrappers: list[tuple[str, Callable]],
+    frame_stack: int | None,
 ) -> gym.Env:
     env = make_env(env_id, **env_kwargs)
     for name, wrapper in wrappers:
@@ -92,12 +104,15 @@ def _make_eval_env(
             raise ValueError(f"env wrapper {name}: cannot wrap {env_id}: {type(error).__name__}: {error}") from error
     if has_reward_feedback(model.observation_space) and not has_reward_feedback(env.observation_space):
         env = PrevRewardWrapper(env)
+    if frame_stack:
+        env = FrameStack(env, frame_stack)
     keys = _keys_to_transpose(model.observation_space, env.observation_space)
     env = _ChannelFirst(env, keys) if keys else env
     if _shapes(env.observation_space) != _shapes(model.observation_space):
         raise ValueError(
             f"{env_id} gives observations {env.observation_space}, the model expects {model.observation_space}: "
-            "give the env wrappers it was trained with (--env-wrapper PATH, or the zoo run's config.yml next to it)"
+            "give the env wrappers and frame stack it was trained with (--env-wrapper PATH, --frame-stack N, or the "
+            "zoo run's config.yml next to it)"
         )
     return env
 
@@ -127,6 +142,36 @@ def resolve_env_wrappers(env_wrappers: EnvWrappers) -> list[tuple[str, Callable[
         wrapper = import_callable(item, "env wrapper", "minigrid.wrappers.ImgObsWrapper")
         wrappers.append((str(item), functools.partial(wrapper, **kwargs)))
     return wrappers
+
+
+class FrameStack(gym.Wrapper):
+    """SB3's ``VecFrameStack`` for one gym env: the same layout, from SB3's own ``StackedObservations``.
+
+    :param env: the env
+    :param n_stack: frames stacked
+    """
+
+    def __init__(self, env: gym.Env, n_stack: int) -> None:
+        super().__init__(env)
+        self.stacked = StackedObservations(1, n_stack, env.observation_space)
+        self.observation_space = self.stacked.stacked_observation_space
+
+    def reset(self, **kwargs) -> tuple[Any, dict]:
+        observation, info = self.env.reset(**kwargs)
+        return self._one(self.stacked.reset(map_observations(observation, _batch_of_one))), info
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        stacked, _ = self.stacked.update(map_observations(observation, _batch_of_one), np.zeros(1, bool), [{}])
+        return self._one(stacked), reward, terminated, truncated, info
+
+    @staticmethod
+    def _one(stacked: Any) -> Any:
+        return env_row(stacked, 0)  # a copy: the stack's buffer changes at the next step
+
+
+def _batch_of_one(values: Any) -> np.ndarray:
+    return np.asarray(values)[None]
 
 
 def _keys_to_transpose(model_space: spaces.Space, env_space: spaces.Space) -> list[str | None]:
@@ -167,20 +212,20 @@ class _ChannelFirst(gym.ObservationWrapper):
         return observation
 
 
-def zoo_env_wrappers(model_path: str | Path, env_id: str) -> EnvWrappers:
-    """``env_wrapper`` of the rl_zoo3 run holding ``model_path`` (from ``<run>/<env_id>/config.yml``), else None.
+def zoo_config(model_path: str | Path, env_id: str) -> dict[str, Any]:
+    """The entry of the rl_zoo3 run holding ``model_path`` (``<run>/<env_id>/config.yml``), else ``{}``.
 
     rl_zoo3 writes that file with ``yaml.dump`` of an OrderedDict (a list of ``[key, value]`` pairs under a
     Python tag); it is read here without running arbitrary Python tags.
     """
     config_path = Path(model_path).parent / env_id / "config.yml"
     if not config_path.is_file():
-        return None
+        return {}
     try:
         config = yaml.load(config_path.read_text(), Loader=_ZooConfigLoader)
     except yaml.YAMLError as error:
         raise ValueError(f"cannot read the zoo config {config_path}: {error}") from error
-    return config.get("env_wrapper") if isinstance(config, dict) else None
+    return config if isinstance(config, dict) else {}
 
 
 class _ZooConfigLoader(yaml.SafeLoader):
@@ -288,6 +333,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metavar="PATH",
         help="gym wrapper class (dotted path), repeatable, applied in order; default: the zoo run's config.yml",
     )
+    parser.add_argument(
+        "--frame-stack", type=int, metavar="N", help="frames stacked in training; default: the zoo run's config.yml"
+    )
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--n-envs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -296,11 +344,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     try:
         model = load_model(args.model, args.device)
-        env_wrappers = args.env_wrapper
+        config, env_wrappers = zoo_config(args.model, args.env), args.env_wrapper
         if env_wrappers is None:
-            env_wrappers = zoo_env_wrappers(args.model, args.env)
+            env_wrappers = config.get("env_wrapper")
             if env_wrappers is not None:
                 print(f"env wrappers from the zoo run's config.yml: {env_wrappers}", file=sys.stderr)
+        frame_stack = config.get("frame_stack") if args.frame_stack is None else args.frame_stack
         result = evaluate(
             model,
             args.env,
@@ -310,6 +359,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.seed,
             deterministic=not args.stochastic,
             env_wrappers=env_wrappers,
+            frame_stack=frame_stack,
         )
     except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"error: {error}\n")

@@ -17,11 +17,13 @@ import yaml
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from stable_baselines3.common.vec_env import VecTransposeImage
+from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
 from rate_sb3.data import load_demonstrations, validate_episodes
 from rate_sb3.demonstrations import EXPERT_SPEC_KEYS
+from rate_sb3.encoders import check_spaces
 from rate_sb3.envs import make_expert
-from rate_sb3.wrappers import OBSERVATION_KEY, has_reward_feedback
+from rate_sb3.wrappers import env_observation_space, has_reward_feedback
 
 _CONSUMED = ("n_envs", "n_timesteps", "normalize", "monitor_kwargs", "env_kwargs", "frame_stack", "callback")
 ZOO_KEYS = frozenset((*_CONSUMED, "env_wrapper", "vec_env_wrapper"))
@@ -170,8 +172,8 @@ def check_rate_entry(entry: dict[str, Any], env_id: str, where: str, vec_env: st
 
 
 def rate_spaces(env_id: str, entry: dict[str, Any], where: str) -> tuple[spaces.Space, spaces.Space]:
-    """The observation space RATE's demonstrations must match (after the entry's wrappers and rl_zoo3's
-    ``VecTransposeImage``, without the previous reward) and the action space.
+    """The observation space RATE's demonstrations must match (after the entry's wrappers, rl_zoo3's
+    ``VecFrameStack`` and ``VecTransposeImage``, without the previous reward) and the action space.
 
     :raises ZooConfigError: when the env cannot be built or lacks :class:`~rate_sb3.wrappers.PrevRewardWrapper`
     """
@@ -194,10 +196,25 @@ def rate_spaces(env_id: str, entry: dict[str, Any], where: str) -> tuple[spaces.
             f"{where}: RATE needs the previous reward in the observation: add rate_sb3.wrappers.PrevRewardWrapper "
             "(last) to 'env_wrapper'"
         )
-    observation_space = observation_space[OBSERVATION_KEY]
-    if is_image_space(observation_space) and not is_image_space_channels_first(observation_space):
-        observation_space = VecTransposeImage.transpose_space(observation_space)
+    if entry.get("frame_stack"):  # rl_zoo3's VecFrameStack, before its VecTransposeImage
+        observation_space = StackedObservations(
+            1, int(entry["frame_stack"]), observation_space
+        ).stacked_observation_space
+    observation_space = _channel_first(env_observation_space(observation_space))
+    try:
+        check_spaces(observation_space, action_space)
+    except ValueError as error:
+        raise ZooConfigError(f"{where}: {error}") from error
     return observation_space, action_space
+
+
+def _channel_first(space: spaces.Space) -> spaces.Space:
+    """The space after rl_zoo3's VecTransposeImage: channel-last images (alone or in a Dict) made channel-first."""
+    if isinstance(space, spaces.Dict):
+        return spaces.Dict({key: _channel_first(subspace) for key, subspace in space.spaces.items()})
+    if is_image_space(space) and not is_image_space_channels_first(space):
+        return VecTransposeImage.transpose_space(space)
+    return space
 
 
 def _check_expert_spec(spec: dict[str, Any], env_id: str, where: str) -> None:

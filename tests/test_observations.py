@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
 from rate_sb3.data import Episode, load_episodes_npz, save_episodes, validate_episodes
-from rate_sb3.evaluate import evaluate
+from rate_sb3.evaluate import FrameStack, evaluate
 from rate_sb3.observations import map_observations
 
 TINY = dict(context_len=2, n_segments=2, d_model=16, n_layers=1, n_heads=2, n_mem_tokens=2, batch_size=4, seed=0)
@@ -149,6 +149,21 @@ def test_frame_stacked_predict_equals_the_training_forward(dict_observations):
                 th.as_tensor(np.arange(padded) < LENGTH)[None],
             )[0, :LENGTH]
         th.testing.assert_close(steps[index], hidden, atol=1e-4, rtol=1e-4)
+    # rate_sb3.evaluate stacks the frames as VecFrameStack did in training
+    result = evaluate(model, CUE_ENV, {"dict_observations": dict_observations}, n_episodes=2, frame_stack=2)
+    assert result["mean_length"] == LENGTH
+
+
+def test_evaluate_stacks_frames_as_vec_frame_stack():
+    make = lambda: PrevRewardWrapper(CueEnv())  # noqa: E731
+    vec_env, env = VecFrameStack(DummyVecEnv([make]), 3), FrameStack(make(), 3)
+    vec_env.seed(3)
+    expected, (observation, _) = vec_env.reset(), env.reset(seed=3)
+    for _ in range(LENGTH):
+        assert observation.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_array_equal(observation[key], expected[key][0])
+        expected, observation = vec_env.step(np.array([1]))[0], env.step(1)[0]
 
 
 class TinyExtractor(BaseFeaturesExtractor):

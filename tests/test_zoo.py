@@ -31,7 +31,7 @@ from rate_sb3.zoo_checks import ZooConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN, ENJOY = str(REPO / "zoo" / "train.py"), str(REPO / "zoo" / "enjoy.py")
-CARTPOLE, TMAZE = "CartPoleNoVel-v1", "TMaze-v0"
+CARTPOLE, TMAZE, MINIGRID = "CartPoleNoVel-v1", "TMaze-v0", "MiniGrid-MemoryS7-v0"
 TINY_MODEL = {
     "policy": "RATEPolicy",
     "env_wrapper": "rate_sb3.wrappers.PrevRewardWrapper",
@@ -171,6 +171,36 @@ def test_enjoy(trained: Path, workdir: Path) -> None:
     command = [sys.executable, ENJOY, "--algo", "rate", "--env", CARTPOLE, "-f", "logs", "--exp-id", "1"]
     output = run([*command, "--no-render", "-n", "50"], workdir).stdout
     assert "Loading" in output and "Mean reward" in output
+
+
+def test_frame_stacked_images_train_enjoy_and_evaluate(workdir: Path) -> None:
+    """rl_zoo3 stacks frames (VecFrameStack) before it makes images channel-first (VecTransposeImage); the stacked
+    previous reward reaches predict in training, in enjoy and in rate_sb3.evaluate, which reads the frame stack
+    from the run's config.yml."""
+    entry = {
+        **TINY_MODEL,
+        "env_wrapper": [
+            "minigrid.wrappers.ImgObsWrapper",
+            "rate_sb3.wrappers.SuccessFromReward",
+            "rate_sb3.wrappers.PrevRewardWrapper",
+        ],
+        "frame_stack": 2,
+        "n_envs": 1,
+        "n_timesteps": 40,
+        "demonstrations": {"expert": "privileged", "n_episodes": 2},  # recorded on the stacked training env
+        "n_pretrain_steps": 2,
+        "train_freq": 20,
+        "gradient_steps": 1,
+    }
+    (workdir / "stacked.yml").write_text(yaml.safe_dump({MINIGRID: entry}))
+    command = [sys.executable, TRAIN, "--algo", "rate", "--env", MINIGRID, "-conf", "stacked.yml"]
+    run([*command, "-f", "stacked", "--seed", "1", "--eval-freq", "-1"], workdir)
+    model = workdir / "stacked" / "rate" / f"{MINIGRID}_1" / f"{MINIGRID}.zip"
+    evaluate = [sys.executable, "-m", "rate_sb3.evaluate", "--model", str(model), "--env", MINIGRID, "--episodes", "1"]
+    summary = json.loads(run(evaluate, workdir).stdout.strip().splitlines()[-1])
+    assert summary["episodes"] == 1 and summary["mean_length"] >= 1
+    enjoy = [sys.executable, ENJOY, "--algo", "rate", "--env", MINIGRID, "-f", "stacked", "--exp-id", "1"]
+    assert "Loading" in run([*enjoy, "--no-render", "-n", "30"], workdir).stdout
 
 
 # ------------------------------------------------------------------------------------------------ sweeps
