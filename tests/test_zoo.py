@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from rate_sb3.zoo import (
     sample_rate_params,
 )
 from rate_sb3.zoo_checks import ZooConfigError
+from rate_sb3.zoo_sweeps import Heartbeat, pop_heartbeat_flags
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN, ENJOY = str(REPO / "zoo" / "train.py"), str(REPO / "zoo" / "enjoy.py")
@@ -318,3 +320,66 @@ def test_every_sampled_architecture_is_valid() -> None:
     for params in (smallest, largest):
         model = RATE("RATEPolicy", TMAZE, target_return=1.0, learning_rate=1e-4, target_entropy=0.1, **params)
         assert model.policy is not None
+
+
+# ------------------------------------------------------------------------------------------------ sweeps on a database
+HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
+
+
+def sweep(storage: str, study_name: str, *extra: str) -> list[str]:
+    """A zoo/train.py sweep of the offline T-Maze entry on ``storage``, with a heartbeat of 1 s (3 s grace)."""
+    flags = ["-optimize", "--n-evaluations", "2", "--eval-episodes", "2", "--no-optim-plots", "-f", "sweep"]
+    flags += ["--storage", storage, "--study-name", study_name, *HEARTBEAT]
+    return [sys.executable, TRAIN, "--algo", "rate", "--env", TMAZE, "-conf", "tiny.yml", *flags, *extra]
+
+
+def test_two_workers_share_a_postgresql_study(postgres_url: str, workdir: Path) -> None:
+    workers = [start(sweep(postgres_url, "two_workers", "--n-trials", "1"), workdir) for _ in range(2)]
+    for worker in workers:
+        output = worker.communicate(timeout=240)[0]
+        assert worker.returncode == 0, output[-3000:]
+    trials = optuna.load_study(study_name="two_workers", storage=postgres_url).trials
+    assert [trial.state for trial in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert all(np.isfinite(trial.value) for trial in trials)
+
+
+def wait_for_running_trial(storage: str, study_name: str, worker: subprocess.Popen) -> None:
+    for _ in range(480):
+        if worker.poll() is not None:
+            pytest.fail(f"the worker ended before its trial ran:\n{worker.communicate()[0][-3000:]}")
+        try:
+            trials = optuna.load_study(study_name=study_name, storage=storage).trials
+        except KeyError:  # the worker has not created the study yet
+            trials = []
+        if any(trial.state == optuna.trial.TrialState.RUNNING for trial in trials):
+            return
+        time.sleep(0.5)
+    pytest.fail("no trial started running in 240 s")
+
+
+def test_a_killed_workers_trial_is_marked_failed_and_retried(postgres_url: str, workdir: Path) -> None:
+    """A worker killed mid-trial: its heartbeat stops, the next worker fails the trial and retries its parameters."""
+    worker = start(sweep(postgres_url, "killed", "--n-trials", "1", "-n", "100000"), workdir)
+    try:
+        wait_for_running_trial(postgres_url, "killed", worker)
+        time.sleep(2)  # a heartbeat or two
+    finally:
+        worker.kill()
+        worker.communicate()
+    (orphan,) = optuna.load_study(study_name="killed", storage=postgres_url).trials
+    assert orphan.state == optuna.trial.TrialState.RUNNING  # until a worker notices
+    time.sleep(4)  # longer than the grace period
+    run(sweep(postgres_url, "killed", "--n-trials", "1", "-n", "6"), workdir)
+    failed, retry = optuna.load_study(study_name="killed", storage=postgres_url).trials
+    assert failed.state == optuna.trial.TrialState.FAIL and retry.state == optuna.trial.TrialState.COMPLETE
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == failed.number
+    assert retry.params == failed.params
+
+
+def test_heartbeat_flags_are_read_and_checked() -> None:
+    argv, heartbeat = pop_heartbeat_flags(["train.py", "--heartbeat-interval", "5", "--grace-period=20", "-n", "3"])
+    assert argv == ["train.py", "-n", "3"] and heartbeat == Heartbeat(interval=5, grace_period=20, max_retry=3)
+    with pytest.raises(ZooConfigError, match="--grace-period 5 must be longer than --heartbeat-interval 5"):
+        pop_heartbeat_flags(["train.py", "--heartbeat-interval", "5", "--grace-period", "5"])
+    with pytest.raises(ZooConfigError, match="--max-retry takes a whole number"):
+        pop_heartbeat_flags(["train.py", "--max-retry", "often"])
