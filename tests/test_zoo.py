@@ -13,13 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import optuna
 import pytest
 import yaml
+from stable_baselines3.common.env_util import make_vec_env
 
-from rate_sb3 import RATE
+from rate_sb3 import RATE, PrevRewardWrapper
+from rate_sb3.collect import collect_episodes
 from rate_sb3.data import Episode, save_episodes
+from rate_sb3.envs import make_expert
 from rate_sb3.zoo import (
     SAMPLED_KEYS,
     SEARCH_SPACE,
@@ -29,7 +33,7 @@ from rate_sb3.zoo import (
     sample_rate_params,
 )
 from rate_sb3.zoo_checks import ZooConfigError
-from rate_sb3.zoo_sweeps import Heartbeat, pop_heartbeat_flags
+from rate_sb3.zoo_sweeps import Heartbeat, PretrainingTrialEvalCallback, pop_heartbeat_flags
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN, ENJOY = str(REPO / "zoo" / "train.py"), str(REPO / "zoo" / "enjoy.py")
@@ -46,6 +50,7 @@ TINY_MODEL = {
     "batch_size": 4,
     "warmup_steps": 2,
 }
+TINY_RATE = {key: value for key, value in TINY_MODEL.items() if key not in ("policy", "env_wrapper")}
 CONFIG = {
     CARTPOLE: {
         **TINY_MODEL,
@@ -383,3 +388,25 @@ def test_heartbeat_flags_are_read_and_checked() -> None:
         pop_heartbeat_flags(["train.py", "--heartbeat-interval", "5", "--grace-period", "5"])
     with pytest.raises(ZooConfigError, match="--max-retry takes a whole number"):
         pop_heartbeat_flags(["train.py", "--max-retry", "often"])
+
+
+class PruneAtFirstReport(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return len(trial.intermediate_values) > 0
+
+
+def test_a_trial_reports_during_pretraining_and_is_pruned_before_acting_online() -> None:
+    from rl_zoo3 import exp_manager
+
+    register()
+    assert exp_manager.TrialEvalCallback is PretrainingTrialEvalCallback  # what sweeps build for their trials
+    study = optuna.create_study(direction="maximize", pruner=PruneAtFirstReport())
+    trial = study.ask()
+    make_env = lambda: gym.make(TMAZE, corridor_length=2)  # noqa: E731
+    demonstrations = collect_episodes(make_expert(TMAZE), make_env, 4, seed=0)
+    model = RATE("RATEPolicy", make_env(), demonstrations=demonstrations, n_pretrain_steps=10, seed=0, **TINY_RATE)
+    eval_env = make_vec_env(make_env, wrapper_class=PrevRewardWrapper)
+    callback = PretrainingTrialEvalCallback(eval_env, trial, n_eval_episodes=1, eval_freq=1)  # online: every step
+    model.learn(20, callback=callback)
+    assert callback.is_pruned and model.num_timesteps == 0, "pruned at an online evaluation, not in pretraining"
+    assert list(study.trials[0].intermediate_values) == [1] and model._pretrain_steps_done == 5  # half-way
