@@ -24,7 +24,7 @@ from rate_sb3.demonstrations import DemonstrationSource
 from rate_sb3.encoders import check_spaces
 from rate_sb3.objective import EntropyMask
 from rate_sb3.policies import RATEPolicy
-from rate_sb3.return_conditioned import ReturnConditionedAlgorithm
+from rate_sb3.return_conditioned import ReturnConditionedAlgorithm, pretrain_hooks
 from rate_sb3.rollout import OpenEpisodes
 from rate_sb3.temperature import EntropyTemperature, parse_ent_coef, parse_target_entropy
 from rate_sb3.wrappers import WRAP_HINT, PrevRewardWrapper, env_observation_space, has_reward_feedback
@@ -297,7 +297,12 @@ class RATE(ReturnConditionedAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfRATE:
-        """Pretrain on the demonstrations if that has not run, then fine-tune online for ``total_timesteps``."""
+        """Pretrain on the demonstrations if that has not run, then fine-tune online for ``total_timesteps``.
+
+        Callbacks are called once per env step. Pretraining takes no env step: a callback that defines
+        ``on_pretrain_step(step, n_steps) -> bool`` is called after each pretraining step instead, and returning
+        False stops ``learn`` (:class:`rate_sb3.zoo_sweeps.PretrainingTrialEvalCallback` reports to Optuna so).
+        """
         total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
@@ -313,7 +318,9 @@ class RATE(ReturnConditionedAlgorithm):
         spec = self.demonstrations
         records_on_env = isinstance(spec, dict) and "env_id" not in spec and self._demonstration_episodes is None
         if self.demonstrations is not None and not self._pretrained and self.n_pretrain_steps > 0:
-            self.pretrain(self.n_pretrain_steps, progress_bar=progress_bar)
+            hooks = pretrain_hooks(callback)
+            if not self._run_pretraining(self.n_pretrain_steps, 100, progress_bar, tb_log_name, hooks):
+                return self  # a callback stopped learn during pretraining (e.g. a pruned Optuna trial)
         self._prepare_buffer()
         if records_on_env:  # the recording left the envs mid-episode: start the rollouts from fresh, seeded episodes
             self.env.seed(self.seed)

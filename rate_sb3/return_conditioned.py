@@ -3,12 +3,13 @@ the window loss, and offline pretraining."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import configure_logger
 
@@ -22,6 +23,9 @@ from rate_sb3.policies import RATEPolicy
 from rate_sb3.wrappers import env_observation_space
 
 SelfAlgorithm = TypeVar("SelfAlgorithm", bound="ReturnConditionedAlgorithm")
+PretrainHook = Callable[[int, int], bool]
+"""``on_pretrain_step(step, n_steps) -> bool`` of a callback given to ``learn``: called after each pretraining step
+(``step`` from 1 to ``n_steps``), False stops ``learn`` (how a pruned Optuna trial stops before acting online)."""
 
 
 class ReturnConditionedAlgorithm(BaseAlgorithm):
@@ -175,6 +179,18 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         Logs ``pretrain/loss``, ``pretrain/action_accuracy`` (or ``action_mse``) and ``pretrain/learning_rate``
         against the pretraining step.
         """
+        self._run_pretraining(n_steps, log_interval, progress_bar, tb_log_name)
+        return self
+
+    def _run_pretraining(
+        self,
+        n_steps: int | None,
+        log_interval: int,
+        progress_bar: bool,
+        tb_log_name: str,
+        hooks: Sequence[PretrainHook] = (),
+    ) -> bool:
+        """:meth:`pretrain`, telling ``hooks`` of each step; False when a hook stopped it."""
         n_steps = self.n_pretrain_steps if n_steps is None else int(n_steps)
         if self.demonstrations is None:
             raise ValueError("RATE.pretrain needs demonstrations: pass demonstrations= to the constructor")
@@ -183,16 +199,22 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         self._prepare_buffer()
         if not hasattr(self, "_logger"):
             self._logger = configure_logger(self.verbose, self.tensorboard_log, tb_log_name, True)
-        self._offline_steps(n_steps, log_interval, progress_bar)
-        return self
+        return self._offline_steps(n_steps, log_interval, progress_bar, hooks=hooks)
 
     def _offline_steps(
-        self, n_steps: int, log_interval: int, progress_bar: bool = False, callback: BaseCallback | None = None
-    ) -> None:
-        """Gradient steps on the demonstrations; with a callback, each step counts as one timestep."""
+        self,
+        n_steps: int,
+        log_interval: int,
+        progress_bar: bool = False,
+        callback: BaseCallback | None = None,
+        hooks: Sequence[PretrainHook] = (),
+    ) -> bool:
+        """Gradient steps on the demonstrations; with a callback, each step counts as one timestep; ``hooks`` are
+        told of each step without counting it. False when the callback or a hook stopped them."""
         base_lr = self.lr_schedule(1.0)
         bar = _progress(progress_bar and callback is None, n_steps, "pretrain")
         window_stats: list[dict] = []
+        carry_on = True
         for step in range(n_steps):
             factor = warmup_then_linear_decay(step, self.warmup_steps, n_steps, self.lr_end_factor)
             for group in self.policy.optimizer.param_groups:
@@ -204,13 +226,16 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
             if (step + 1) % log_interval == 0 or step + 1 == n_steps:
                 self._log_stats("pretrain", window_stats, base_lr * factor, self._pretrain_steps_done)
                 window_stats = []
+            carry_on = all([hook(step + 1, n_steps) for hook in hooks])  # a list: every hook hears of the step
             if callback is not None:
                 self.num_timesteps += 1
                 callback.update_locals(locals())
-                if not callback.on_step():
-                    break
+                carry_on = callback.on_step() and carry_on
+            if not carry_on:
+                break
         bar.close()
         self._pretrained = True
+        return carry_on
 
     def _curriculum_segments(self, step: int, n_steps: int) -> int:
         if not self.curriculum or self.mode == "dt":
@@ -222,6 +247,14 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
             self.logger.record(f"{prefix}/{key}", float(np.mean([s[key] for s in stats])))
         self.logger.record(f"{prefix}/learning_rate", lr)
         self.logger.dump(step=step)
+
+
+def pretrain_hooks(callback: BaseCallback) -> list[PretrainHook]:
+    """The ``on_pretrain_step(step, n_steps) -> bool`` methods of ``callback`` and of the callbacks it lists."""
+    if isinstance(callback, CallbackList):
+        return [hook for child in callback.callbacks for hook in pretrain_hooks(child)]
+    hook = getattr(callback, "on_pretrain_step", None)
+    return [] if hook is None else [hook]
 
 
 def _progress(enabled: bool, total: int, description: str):

@@ -25,6 +25,7 @@ from rate_sb3.zoo_checks import (
     load_config,
     select_entry,
 )
+from rate_sb3.zoo_sweeps import PretrainingTrialEvalCallback, is_database_url
 
 ALGO_NAME = "rate"
 CONFIGURED_ALGOS = ("rate", "ppo_lstm")
@@ -43,6 +44,8 @@ SEARCH_SPACE: dict[str, list[Any]] = {
     "dropout": [0.0, 0.05, 0.1, 0.2],
     "demo_fraction": [0.0, 0.1, 0.25, 0.5],
     "gradient_steps": [10, 25, 50, 100],
+    # offline steps before acting online (entries with online: false ignore it); trials report during pretraining
+    "n_pretrain_steps": [250, 500, 1000, 2000],
 }
 TARGET_ENTROPY_SCALES = (0.25, 0.5, 1.0, 2.0)
 DISCRETE_ENTROPY_UNIT = 0.1
@@ -52,13 +55,18 @@ SAMPLED_KEYS = ("learning_rate", *SEARCH_SPACE, "target_entropy")
 
 
 def register() -> None:
-    """Add RATE to rl_zoo3 (idempotent): ``ALGOS``, ``HYPERPARAMS_SAMPLER`` and ``HYPERPARAMS_CONVERTER``."""
+    """Add RATE to rl_zoo3 (idempotent): ``ALGOS``, ``HYPERPARAMS_SAMPLER`` and ``HYPERPARAMS_CONVERTER``.
+
+    Also makes rl_zoo3's sweeps build :class:`~rate_sb3.zoo_sweeps.PretrainingTrialEvalCallback` for their trials
+    (a subclass of the ``TrialEvalCallback`` they build, which differs only while RATE pretrains).
+    """
     import rl_zoo3
-    from rl_zoo3 import hyperparams_opt
+    from rl_zoo3 import exp_manager, hyperparams_opt
 
     rl_zoo3.ALGOS[ALGO_NAME] = RATE  # the dict shared by rl_zoo3.train, .enjoy and .exp_manager
     hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO_NAME] = sample_rate_params
     hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_rate_params
+    exp_manager.TrialEvalCallback = PretrainingTrialEvalCallback  # the name ExperimentManager.objective calls
 
 
 def target_entropy_choices(n_actions: int) -> list[float]:
@@ -129,6 +137,7 @@ def prepare_train_argv(argv: list[str], config_dir: str | Path) -> list[str]:
         argv += ["--conf-file", args.conf_file]
     env_id = check_env_id(args.env, args.gym_packages)
     name, entry = select_entry(load_config(args.conf_file), env_id, args.conf_file)
+    _check_storage(args.storage)
     trial_params = _trial_zero_argv(args)
     argv += trial_params
     entry = {**entry, **(args.hyperparams or {})}
@@ -142,6 +151,23 @@ def prepare_train_argv(argv: list[str], config_dir: str | Path) -> list[str]:
             *store_dict_items(entry["env_kwargs"], f"{where}: env_kwargs", "--eval-env-kwargs"),
         ]
     return argv
+
+
+def _check_storage(storage: str | None) -> None:
+    """A database storage needs its driver (SQLAlchemy's, for the URL's scheme): say so before anything is built."""
+    if not is_database_url(storage):
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    scheme = storage.split("://")[0]
+    try:
+        make_url(storage).get_dialect().import_dbapi()
+    except (ImportError, ArgumentError) as error:
+        raise ZooConfigError(
+            f"--storage {scheme}://...: cannot open this database ({error}). A journal file needs the .log suffix; "
+            "PostgreSQL (postgresql://user:password@host:port/database) needs pip install 'psycopg[binary]'"
+        ) from error
 
 
 def _trial_zero_argv(args: argparse.Namespace) -> list[str]:

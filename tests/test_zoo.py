@@ -9,16 +9,21 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import optuna
 import pytest
 import yaml
+from stable_baselines3.common.env_util import make_vec_env
 
-from rate_sb3 import RATE
+from rate_sb3 import RATE, PrevRewardWrapper
+from rate_sb3.collect import collect_episodes
 from rate_sb3.data import Episode, save_episodes
+from rate_sb3.envs import make_expert
 from rate_sb3.zoo import (
     SAMPLED_KEYS,
     SEARCH_SPACE,
@@ -28,6 +33,7 @@ from rate_sb3.zoo import (
     sample_rate_params,
 )
 from rate_sb3.zoo_checks import ZooConfigError
+from rate_sb3.zoo_sweeps import Heartbeat, PretrainingTrialEvalCallback, pop_heartbeat_flags
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN, ENJOY = str(REPO / "zoo" / "train.py"), str(REPO / "zoo" / "enjoy.py")
@@ -44,6 +50,7 @@ TINY_MODEL = {
     "batch_size": 4,
     "warmup_steps": 2,
 }
+TINY_RATE = {key: value for key, value in TINY_MODEL.items() if key not in ("policy", "env_wrapper")}
 CONFIG = {
     CARTPOLE: {
         **TINY_MODEL,
@@ -348,3 +355,88 @@ def test_every_sampled_architecture_is_valid() -> None:
     for params in (smallest, largest):
         model = RATE("RATEPolicy", TMAZE, target_return=1.0, learning_rate=1e-4, target_entropy=0.1, **params)
         assert model.policy is not None
+
+
+# ------------------------------------------------------------------------------------------------ sweeps on a database
+HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
+
+
+def sweep(storage: str, study_name: str, *extra: str) -> list[str]:
+    """A zoo/train.py sweep of the offline T-Maze entry on ``storage``, with a heartbeat of 1 s (3 s grace)."""
+    flags = ["-optimize", "--n-evaluations", "2", "--eval-episodes", "2", "--no-optim-plots", "-f", "sweep"]
+    flags += ["--storage", storage, "--study-name", study_name, *HEARTBEAT]
+    return [sys.executable, TRAIN, "--algo", "rate", "--env", TMAZE, "-conf", "tiny.yml", *flags, *extra]
+
+
+def test_two_workers_share_a_postgresql_study(postgres_url: str, workdir: Path) -> None:
+    workers = [start(sweep(postgres_url, "two_workers", "--n-trials", "1"), workdir) for _ in range(2)]
+    for worker in workers:
+        output = worker.communicate(timeout=240)[0]
+        assert worker.returncode == 0, output[-3000:]
+    trials = optuna.load_study(study_name="two_workers", storage=postgres_url).trials
+    assert [trial.state for trial in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert all(np.isfinite(trial.value) for trial in trials)
+
+
+def wait_for_running_trial(storage: str, study_name: str, worker: subprocess.Popen) -> None:
+    for _ in range(480):
+        if worker.poll() is not None:
+            pytest.fail(f"the worker ended before its trial ran:\n{worker.communicate()[0][-3000:]}")
+        try:
+            trials = optuna.load_study(study_name=study_name, storage=storage).trials
+        except KeyError:  # the worker has not created the study yet
+            trials = []
+        if any(trial.state == optuna.trial.TrialState.RUNNING for trial in trials):
+            return
+        time.sleep(0.5)
+    pytest.fail("no trial started running in 240 s")
+
+
+def test_a_killed_workers_trial_is_marked_failed_and_retried(postgres_url: str, workdir: Path) -> None:
+    """A worker killed mid-trial: its heartbeat stops, the next worker fails the trial and retries its parameters."""
+    worker = start(sweep(postgres_url, "killed", "--n-trials", "1", "-n", "100000"), workdir)
+    try:
+        wait_for_running_trial(postgres_url, "killed", worker)
+        time.sleep(2)  # a heartbeat or two
+    finally:
+        worker.kill()
+        worker.communicate()
+    (orphan,) = optuna.load_study(study_name="killed", storage=postgres_url).trials
+    assert orphan.state == optuna.trial.TrialState.RUNNING  # until a worker notices
+    time.sleep(4)  # longer than the grace period
+    run(sweep(postgres_url, "killed", "--n-trials", "1", "-n", "6"), workdir)
+    failed, retry = optuna.load_study(study_name="killed", storage=postgres_url).trials
+    assert failed.state == optuna.trial.TrialState.FAIL and retry.state == optuna.trial.TrialState.COMPLETE
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == failed.number
+    assert retry.params == failed.params
+
+
+def test_heartbeat_flags_are_read_and_checked() -> None:
+    argv, heartbeat = pop_heartbeat_flags(["train.py", "--heartbeat-interval", "5", "--grace-period=20", "-n", "3"])
+    assert argv == ["train.py", "-n", "3"] and heartbeat == Heartbeat(interval=5, grace_period=20, max_retry=3)
+    with pytest.raises(ZooConfigError, match="--grace-period 5 must be longer than --heartbeat-interval 5"):
+        pop_heartbeat_flags(["train.py", "--heartbeat-interval", "5", "--grace-period", "5"])
+    with pytest.raises(ZooConfigError, match="--max-retry takes a whole number"):
+        pop_heartbeat_flags(["train.py", "--max-retry", "often"])
+
+
+class PruneAtFirstReport(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return len(trial.intermediate_values) > 0
+
+
+def test_a_trial_reports_during_pretraining_and_is_pruned_before_acting_online() -> None:
+    from rl_zoo3 import exp_manager
+
+    register()
+    assert exp_manager.TrialEvalCallback is PretrainingTrialEvalCallback  # what sweeps build for their trials
+    study = optuna.create_study(direction="maximize", pruner=PruneAtFirstReport())
+    trial = study.ask()
+    make_env = lambda: gym.make(TMAZE, corridor_length=2)  # noqa: E731
+    demonstrations = collect_episodes(make_expert(TMAZE), make_env, 4, seed=0)
+    model = RATE("RATEPolicy", make_env(), demonstrations=demonstrations, n_pretrain_steps=10, seed=0, **TINY_RATE)
+    eval_env = make_vec_env(make_env, wrapper_class=PrevRewardWrapper)
+    callback = PretrainingTrialEvalCallback(eval_env, trial, n_eval_episodes=1, eval_freq=1)  # online: every step
+    model.learn(20, callback=callback)
+    assert callback.is_pruned and model.num_timesteps == 0, "pruned at an online evaluation, not in pretraining"
+    assert list(study.trials[0].intermediate_values) == [1] and model._pretrain_steps_done == 5  # half-way

@@ -4,6 +4,11 @@ Every ``rl_zoo3.train`` flag works. ``--algo rate`` / ``--algo ppo_lstm`` read `
 this repo unless ``-conf/--conf-file`` is given; bad input (env id, YAML key, demonstrations) stops the run
 before anything is built, with a message naming the flag, key or path. Relative demonstration paths in the
 YAML (e.g. ``demos/tmaze.npz``) are resolved against the current directory: start runs from the repo root.
+
+Sweeps on a database (``-optimize --storage postgresql://...``) give each running trial a heartbeat: a trial
+whose worker died is marked failed and retried by the next trial any worker starts. Flags of this script, not of
+rl_zoo3: ``--heartbeat-interval S`` (default 60, 0 for none), ``--grace-period S`` (seconds without a heartbeat
+before a trial counts as dead, default 2 x S), ``--max-retry N`` (default 3).
 """
 
 import sys
@@ -14,6 +19,7 @@ from rl_zoo3.train import train
 import rate_sb3.envs  # noqa: F401  (registers TMaze-v0; importing rl_zoo3 registers the NoVel envs and MiniGrid)
 from rate_sb3.zoo import prepare_train_argv, register
 from rate_sb3.zoo_checks import ZooConfigError
+from rate_sb3.zoo_sweeps import heartbeat_storage, pop_heartbeat_flags
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "hyperparams"
 
@@ -21,11 +27,13 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "hyperparams"
 def main() -> None:
     register()
     try:
-        sys.argv = prepare_train_argv(sys.argv, CONFIG_DIR)
+        argv, heartbeat = pop_heartbeat_flags(sys.argv)
+        sys.argv = prepare_train_argv(argv, CONFIG_DIR)
     except ZooConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    train()
+    with heartbeat_storage(heartbeat):
+        train()
 
 
 if __name__ == "__main__":
