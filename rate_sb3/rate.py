@@ -73,6 +73,9 @@ class RATE(ReturnConditionedAlgorithm):
     :param weight_decay: AdamW weight decay on weight matrices
     :param max_grad_norm: gradient clipping norm
     :param curriculum: pretrain on 1, then 2, ... ``n_segments`` segments (equal shares of the steps)
+    :param burn_in_segments: a training window starts at any segment of its episode; up to this many earlier
+        segments are run before it without gradient, to warm the memory (0: the memory starts fresh at the window,
+        as in the paper). Ignored in ``dt`` mode, which has no memory
     :param target_return: return the policy asks for at evaluation (default: best demonstration return)
     :param online_target_return: return asked for while exploring online (default: ``target_return``)
     :param return_scale: factor applied to returns before embedding (default: ``1 / |target_return|``)
@@ -144,6 +147,7 @@ class RATE(ReturnConditionedAlgorithm):
         weight_decay: float = 0.01,
         max_grad_norm: float = 1.0,
         curriculum: bool = False,
+        burn_in_segments: int = 2,
         target_return: float | None = None,
         online_target_return: float | None = None,
         return_scale: float | None = None,
@@ -200,7 +204,7 @@ class RATE(ReturnConditionedAlgorithm):
         self.double_residual, self.shared_mem_init = double_residual, shared_mem_init
         self.batch_size, self.n_pretrain_steps, self.warmup_steps = batch_size, n_pretrain_steps, warmup_steps
         self.lr_end_factor, self.weight_decay, self.max_grad_norm = lr_end_factor, weight_decay, max_grad_norm
-        self.curriculum = curriculum
+        self.curriculum, self.burn_in_segments = curriculum, burn_in_segments
         self.target_return, self.online_target_return, self.return_scale = (
             target_return,
             online_target_return,
@@ -231,6 +235,12 @@ class RATE(ReturnConditionedAlgorithm):
         for name in ("n_pretrain_steps", "warmup_steps", "gradient_steps"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"RATE: {name}={getattr(self, name)} must be >= 0")
+        burn_in = self.burn_in_segments
+        if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or burn_in < 0:
+            raise ValueError(
+                f"RATE: burn_in_segments={burn_in!r} must be an integer >= 0 (the segments run without gradient "
+                "before each training window; 0 starts the memory fresh at the window)"
+            )
         if self.return_scale is not None and self.return_scale <= 0:
             raise ValueError(f"RATE: return_scale={self.return_scale} must be > 0")
         if not self.action_mse_coef >= 0:

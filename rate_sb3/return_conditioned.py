@@ -48,6 +48,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
     lr_end_factor: float
     max_grad_norm: float
     curriculum: bool
+    burn_in_segments: int
     n_segments: int
     mode: str
     entropy_mask: str | EntropyMask | None
@@ -117,7 +118,8 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
     def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
         weighting = self._advantage_weighting()
         value_gamma = 1.0 if weighting is None else weighting.gamma
-        batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device, value_gamma)
+        burn_in = 0 if self.mode == "dt" else self.burn_in_segments  # dt has no memory to warm
+        batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device, value_gamma, burn_in)
         self.policy.set_training_mode(True)
         terms = window_loss(
             self.policy, batch, entropy_weight, self.action_mse_coef, self._entropy_mask_function(), weighting
