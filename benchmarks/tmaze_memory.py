@@ -11,6 +11,7 @@ the same JSON object as the last stdout line.
 from __future__ import annotations
 
 import argparse
+import inspect
 import platform
 import time
 from functools import partial
@@ -29,6 +30,7 @@ from rate_sb3.evaluate import evaluate
 # a third of the junctions come a few steps after the clue (easy to learn to retrieve) and the rest are spread
 # over all three segments (only memory carries the clue there).
 TRAIN_RANGES = (8, 48, 148)
+DEFAULT_BURN_IN = inspect.signature(RATE).parameters["burn_in_segments"].default
 EVAL_T = [9, 30, 90, 150, 300, 900, 2400, 9600]
 
 # One architecture for every mode: K = 50 steps, 3 segments, as in the paper's T-Maze runs; a small model, so that
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> dict:
         warmup_steps=100,
         lr_end_factor=1.0,  # a decayed rate stalls before the single junction action per window is learned
         curriculum=args.curriculum,
+        burn_in_segments=args.burn_in_segments,
         seed=args.seed,
         **ARCHITECTURE,
     )
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> dict:
         "train_corridor_ranges": [f"1..{longest}" for longest in args.train_ranges],
         "learning_rate": args.lr,
         "curriculum": args.curriculum,
+        "burn_in_segments": args.burn_in_segments,
         "architecture": ARCHITECTURE,
         "success": success,
         "episodes_per_length": args.episodes,
@@ -111,6 +115,12 @@ def main() -> None:
         action="store_false",
         help="train on 3-segment windows from the start (default: 1, then 2, then 3 segments)",
     )
+    parser.add_argument(
+        "--burn-in-segments",
+        type=int,
+        default=DEFAULT_BURN_IN,
+        help=f"segments of memory burn-in before each training window (default: RATE's, {DEFAULT_BURN_IN})",
+    )
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per length")
     parser.add_argument("--eval-t", type=int, nargs="+", default=EVAL_T)
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 steps, 10 episodes, T <= 900")
@@ -122,6 +132,8 @@ def main() -> None:
     name = f"tmaze_{args.mode}_{args.memory_grad}"
     if not args.curriculum:
         name += "_nocurriculum"
+    if args.burn_in_segments != DEFAULT_BURN_IN:
+        name += f"_burnin{args.burn_in_segments}"
     if args.train_ranges != list(TRAIN_RANGES):
         name += "_ranges" + "-".join(map(str, args.train_ranges))
     out = args.out or RESULTS / f"{name}_seed{args.seed}{'_quick' if args.quick else ''}.json"

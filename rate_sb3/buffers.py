@@ -15,15 +15,30 @@ from rate_sb3.observations import Observations, map_observations
 
 @dataclass
 class WindowBatch:
-    """Segment-aligned training windows, right-padded; the first ``burn_in_segments`` carry no gradient."""
+    """Segment-aligned training windows, one start per row.
 
-    observations: th.Tensor | dict[str, th.Tensor]  # (B, W, *obs_shape), or a dict of them (Dict observations)
+    The first ``burn_in_segments`` segments are burn-in: they warm the memory and carry no gradient. A row whose
+    window starts nearer the episode start has fewer earlier segments, and is left-padded with invalid steps;
+    a window that runs past its episode's end is right-padded.
+    """
+
+    observations: th.Tensor | dict[str, th.Tensor]  # (B, W, *obs_shape) in the episodes' dtype, or a dict of them
     actions: th.Tensor  # (B, W, *act_shape) env actions
     returns_to_go: th.Tensor  # (B, W) scaled hindsight returns-to-go
     value_targets: th.Tensor  # (B, W) scaled discounted returns-to-go (the returns-to-go when undiscounted)
     valid: th.Tensor  # (B, W) bool, False on padding
     burn_in_segments: int
     from_demonstrations: th.Tensor  # (B,) bool
+
+
+@dataclass
+class WindowSpan:
+    """Where one row of a batch comes from: its episode, the window's first segment and its burn-in."""
+
+    episode: Episode
+    from_demonstrations: bool
+    start_segment: int
+    burn_in_segments: int
 
 
 class TrajectoryBuffer:
@@ -33,13 +48,14 @@ class TrajectoryBuffer:
     A batch draws ``demo_fraction`` of its windows from demonstrations when both kinds are present.
     Returns-to-go are relabelled from the rewards actually obtained (hindsight).
 
+    A window may start at any segment of its episode: episodes are drawn in proportion to their number of
+    segments, then the start segment uniformly, so that every (episode, segment) pair is equally likely.
+
     :param capacity: maximum number of online episodes
     :param segment_len: K, env steps per segment
     :param return_scale: factor applied to returns-to-go
     :param demo_fraction: share of each batch drawn from demonstrations (when there are online episodes)
-    :param start_at_zero: probability that a window starts at the episode start; otherwise a later
-        segment-aligned start is drawn and the preceding segments are replayed as memory burn-in
-    :param max_burn_in_segments: cap on the burn-in, in segments
+    :param start_at_zero: probability that a window starts at its episode's first segment instead of a uniform one
     :param seed: seed of the sampling generator
     """
 
@@ -49,17 +65,17 @@ class TrajectoryBuffer:
         segment_len: int = 50,
         return_scale: float = 1.0,
         demo_fraction: float = 0.5,
-        start_at_zero: float = 0.5,
-        max_burn_in_segments: int = 16,
+        start_at_zero: float = 0.0,
         seed: int | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"buffer capacity={capacity} must be >= 1 episode")
         if not 0.0 <= demo_fraction <= 1.0:
             raise ValueError(f"demo_fraction={demo_fraction} must be in [0, 1]")
+        if not 0.0 <= start_at_zero <= 1.0:
+            raise ValueError(f"start_at_zero={start_at_zero} must be in [0, 1]")
         self.capacity, self.segment_len, self.return_scale = capacity, segment_len, return_scale
         self.demo_fraction, self.start_at_zero = demo_fraction, start_at_zero
-        self.max_burn_in_segments = max_burn_in_segments
         self.demonstrations: list[Episode] = []
         self.online: deque[Episode] = deque(maxlen=capacity)
         self.rng = np.random.default_rng(seed)
@@ -80,30 +96,37 @@ class TrajectoryBuffer:
     def _track_return_to_go(self, episode: Episode) -> None:
         self.max_return_to_go = max(self.max_return_to_go, float(hindsight_returns(episode.rewards).max()))
 
+    def n_segments_of(self, episode: Episode) -> int:
+        return -(-episode.length // self.segment_len)
+
     def sample(
-        self, batch_size: int, n_segments: int, device: th.device | str = "cpu", value_gamma: float = 1.0
+        self,
+        batch_size: int,
+        n_segments: int,
+        device: th.device | str = "cpu",
+        value_gamma: float = 1.0,
+        burn_in_segments: int = 0,
     ) -> WindowBatch:
-        """Draw ``batch_size`` windows of ``n_segments`` segments, all with the same start segment; the value
-        targets are the returns-to-go discounted by ``value_gamma``."""
+        """Draw ``batch_size`` windows of ``n_segments`` segments, each from its own start segment, with up to
+        ``burn_in_segments`` earlier segments before it; the value targets are the returns-to-go discounted by
+        ``value_gamma``. Only the steps of the windows and their burn-in are copied."""
         if len(self) == 0:
             raise ValueError("the trajectory buffer is empty: give demonstrations or collect episodes first")
-        start = self._start_segment(n_segments)
-        min_length = start * self.segment_len + 1
-        chosen = self._choose_episodes(batch_size, min_length)
-        window = n_segments * self.segment_len
-        end = start * self.segment_len + window
-        return self._collate(chosen, end, start, device, value_gamma)
+        if burn_in_segments < 0:
+            raise ValueError(f"burn_in_segments={burn_in_segments} must be >= 0")
+        spans = []
+        for episode, is_demo in self._choose_episodes(batch_size):
+            start = self._start_segment(episode)
+            spans.append(WindowSpan(episode, is_demo, start, min(start, burn_in_segments)))
+        return self._collate(spans, n_segments, device, value_gamma)
 
-    def _start_segment(self, n_segments: int) -> int:
-        longest = max(ep.length for ep in (*self.demonstrations, *self.online))
-        last_start = min((longest - 1) // self.segment_len, self.max_burn_in_segments)
-        if last_start == 0 or self.rng.random() < self.start_at_zero:
+    def _start_segment(self, episode: Episode) -> int:
+        if self.start_at_zero and self.rng.random() < self.start_at_zero:
             return 0
-        return int(self.rng.integers(1, last_start + 1))
+        return int(self.rng.integers(self.n_segments_of(episode)))
 
-    def _choose_episodes(self, batch_size: int, min_length: int) -> list[tuple[Episode, bool]]:
+    def _choose_episodes(self, batch_size: int) -> list[tuple[Episode, bool]]:
         pools = [(list(self.demonstrations), True), (list(self.online), False)]
-        pools = [([ep for ep in pool if ep.length >= min_length], is_demo) for pool, is_demo in pools]
         pools = [(pool, is_demo) for pool, is_demo in pools if pool]
         if len(pools) == 1:  # a lone pool (demonstrations only, or online episodes only) gives the whole batch
             counts = [batch_size]
@@ -112,28 +135,35 @@ class TrajectoryBuffer:
             counts = [n_demo, batch_size - n_demo]  # pools keep their order: demonstrations first
         chosen = []
         for (pool, is_demo), count in zip(pools, counts):
-            weights = np.array([np.ceil(ep.length / self.segment_len) for ep in pool], dtype=float)
+            weights = np.array([self.n_segments_of(ep) for ep in pool], dtype=float)  # one per possible start
             picks = self.rng.choice(len(pool), size=count, p=weights / weights.sum())
             chosen += [(pool[i], is_demo) for i in picks]
         return chosen
 
-    def _collate(
-        self, chosen: list[tuple[Episode, bool]], end: int, start: int, device, value_gamma: float
-    ) -> WindowBatch:
-        first = chosen[0][0]
-        batch = len(chosen)
-        observations = padded_observations([episode.observations for episode, _ in chosen], end)
-        actions = np.zeros((batch, end, *first.actions.shape[1:]), dtype=first.actions.dtype)
-        returns = np.zeros((batch, end), dtype=np.float32)
+    def _collate(self, spans: list[WindowSpan], n_segments: int, device, value_gamma: float) -> WindowBatch:
+        k = self.segment_len
+        burn_in = max(span.burn_in_segments for span in spans)
+        width = (burn_in + n_segments) * k
+        first = spans[0].episode
+        batch = len(spans)
+        actions = np.zeros((batch, width, *first.actions.shape[1:]), dtype=first.actions.dtype)
+        returns = np.zeros((batch, width), dtype=np.float32)
         value_targets = returns if value_gamma == 1.0 else np.zeros_like(returns)
-        valid = np.zeros((batch, end), dtype=bool)
-        for row, (episode, _) in enumerate(chosen):
-            n = min(episode.length, end)
-            actions[row, :n] = episode.actions[:n]
-            returns[row, :n] = hindsight_returns(episode.rewards)[:n] * self.return_scale
+        valid = np.zeros((batch, width), dtype=bool)
+        windows = []  # (steps in the episode, columns in the batch) of each row
+        for row, span in enumerate(spans):
+            episode = span.episode
+            first_step = (span.start_segment - span.burn_in_segments) * k  # in the episode
+            end_step = min(episode.length, (span.start_segment + n_segments) * k)
+            offset = (burn_in - span.burn_in_segments) * k  # left padding of a shorter burn-in
+            steps, columns = slice(first_step, end_step), slice(offset, offset + end_step - first_step)
+            windows.append((steps, columns))
+            actions[row, columns] = episode.actions[steps]
+            returns[row, columns] = hindsight_returns(episode.rewards)[steps] * self.return_scale
             if value_gamma != 1.0:
-                value_targets[row, :n] = hindsight_returns(episode.rewards, value_gamma)[:n] * self.return_scale
-            valid[row, :n] = True
+                value_targets[row, columns] = hindsight_returns(episode.rewards, value_gamma)[steps] * self.return_scale
+            valid[row, columns] = True
+        observations = padded_observations([span.episode.observations for span in spans], windows, width)
         as_tensor = lambda x: th.as_tensor(x, device=device)  # noqa: E731
         return WindowBatch(
             observations=map_observations(observations, as_tensor),
@@ -141,21 +171,22 @@ class TrajectoryBuffer:
             returns_to_go=as_tensor(returns),
             value_targets=as_tensor(value_targets),
             valid=as_tensor(valid),
-            burn_in_segments=start,
-            from_demonstrations=as_tensor(np.array([is_demo for _, is_demo in chosen])),
+            burn_in_segments=burn_in,
+            from_demonstrations=as_tensor(np.array([span.from_demonstrations for span in spans])),
         )
 
 
-def padded_observations(observations: list[Observations], end: int) -> Observations:
-    """The first ``end`` steps (at most each episode's length T) of episodes' observations (T + 1, *shape),
-    stacked (B, end, *shape) and zero-padded; per key for dicts."""
+def padded_observations(
+    observations: list[Observations], windows: list[tuple[slice, slice]], width: int
+) -> Observations:
+    """Each episode's observations at its window's steps, placed at its columns of a zero-padded (B, width, *shape)
+    array in the episodes' dtype; per key for dicts. ``windows`` holds (steps, columns) per row."""
     first = observations[0]
     if isinstance(first, dict):
-        return {key: padded_observations([steps[key] for steps in observations], end) for key in first}
-    padded = np.zeros((len(observations), end, *first.shape[1:]), dtype=first.dtype)
-    for row, steps in enumerate(observations):
-        n = min(len(steps) - 1, end)
-        padded[row, :n] = steps[:n]
+        return {key: padded_observations([steps[key] for steps in observations], windows, width) for key in first}
+    padded = np.zeros((len(observations), width, *first.shape[1:]), dtype=first.dtype)
+    for row, (values, (steps, columns)) in enumerate(zip(observations, windows)):
+        padded[row, columns] = values[steps]
     return padded
 
 

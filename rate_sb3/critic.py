@@ -40,10 +40,13 @@ class HistoryCritic(nn.Module):
     ) -> th.Tensor:
         """Values (B, W') at each step of segment-aligned windows, before the step's action; as
         :meth:`rate_sb3.policies.RATEPolicy.window_hidden`, burn-in segments are left out."""
-        obs_tokens = self.observation_encoder.steps(observations)
-        placeholders = self.return_placeholder.expand_as(obs_tokens)
-        step_tokens = th.stack([placeholders, obs_tokens, self.action_encoder(model_actions)], dim=2)
-        hidden = self.transformer.observation_outputs(step_tokens, valid, burn_in_segments)
+
+        def step_tokens(steps: slice) -> th.Tensor:
+            obs_tokens = self.observation_encoder.steps(observations[:, steps])
+            placeholders = self.return_placeholder.expand_as(obs_tokens)
+            return th.stack([placeholders, obs_tokens, self.action_encoder(model_actions[:, steps])], dim=2)
+
+        hidden = self.transformer.window_outputs(step_tokens, valid, burn_in_segments)
         return self.value_head(hidden).squeeze(-1)
 
 

@@ -17,6 +17,7 @@ a function of token indices alone, so both paths compute the same numbers (a tes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch as th
@@ -113,26 +114,47 @@ class RATETransformer(nn.Module):
             end = start + n_seg_tokens
             out = self.forward_segment(tokens[:, start:end], token_valid[:, start:end], memory, cache, cache_valid)
             outputs.append(out.hidden)
-            memory, cache, cache_valid = out.memory, out.cache, out.cache_valid
+            memory, cache, cache_valid = self._skip_padding_segments(
+                token_valid[:, start:end], out, memory, cache, cache_valid
+            )
             if memory is not None and self.config.memory_grad == "detach":
                 memory = memory.detach()
         return SegmentOutput(th.cat(outputs, dim=1), memory, cache, cache_valid)
 
-    def observation_outputs(self, step_tokens: th.Tensor, valid: th.Tensor, burn_in_segments: int = 0) -> th.Tensor:
-        """Outputs at the observation tokens (B, W', d) of segment-aligned windows of step tokens (B, W, 3, d).
+    def _skip_padding_segments(self, token_valid: th.Tensor, out: SegmentOutput, memory, cache, cache_valid):
+        """Memory and cache after a segment, left as they were in the rows where the segment is all padding
+        (the left padding of a shorter burn-in, or the steps past an episode's end)."""
+        padding = ~token_valid.any(dim=1)
+        if not padding.any():
+            return out.memory, out.cache, out.cache_valid
+        next_memory = None if out.memory is None else th.where(padding[:, None, None], memory, out.memory)
+        if out.cache is None:
+            return next_memory, None, None
+        cache, cache_valid = self._cache_or_empty(len(padding), cache, cache_valid, out.cache)
+        grown = out.cache.shape[2] - cache.shape[2]  # the old cache is left-padded with invalid slots to the new size
+        cache = F.pad(cache, (0, 0, grown, 0))
+        cache_valid = F.pad(cache_valid, (grown, 0), value=False)
+        next_cache = th.where(padding[:, None, None, None], cache, out.cache)
+        return next_memory, next_cache, th.where(padding[:, None], cache_valid, out.cache_valid)
 
-        The first ``burn_in_segments`` segments only build memory and cache, without gradient; W' excludes them.
+    def window_outputs(
+        self, step_tokens: Callable[[slice], th.Tensor], valid: th.Tensor, burn_in_segments: int = 0
+    ) -> th.Tensor:
+        """Outputs at the observation tokens (B, W', d) of segment-aligned windows (B, W).
+
+        ``step_tokens(steps)`` gives the (return, observation, action) tokens (B, n, 3, d) of the window's steps
+        ``steps`` (a slice). The first ``burn_in_segments`` segments are encoded and run without gradient: they
+        only build memory and cache, and W' excludes them.
         """
-        batch, window = valid.shape
-        tokens, token_valid = step_tokens.flatten(1, 2), valid.repeat_interleave(3, dim=1)
+        split = burn_in_segments * self.config.segment_len
         memory = cache = cache_valid = None
-        split = 3 * burn_in_segments * self.config.segment_len
         if split:
             with th.no_grad():
-                burn = self(tokens[:, :split], token_valid[:, :split])
+                burn = self(step_tokens(slice(0, split)).flatten(1, 2), valid[:, :split].repeat_interleave(3, dim=1))
             memory, cache, cache_valid = burn.memory, burn.cache, burn.cache_valid
-        out = self(tokens[:, split:], token_valid[:, split:], memory, cache, cache_valid)
-        return out.hidden.view(batch, -1, 3, self.config.d_model)[:, :, 1]
+        tokens = step_tokens(slice(split, None))
+        out = self(tokens.flatten(1, 2), valid[:, split:].repeat_interleave(3, dim=1), memory, cache, cache_valid)
+        return out.hidden.unflatten(1, (-1, 3))[:, :, 1]
 
     def forward_segment(
         self,
@@ -147,8 +169,13 @@ class RATETransformer(nn.Module):
         cache, cache_valid = self._cache_or_empty(batch, cache, cache_valid, tokens)
         store = self._store_from_cache(cache, cache_valid)
         mem_valid = token_valid.new_ones(batch, m)
+        key_valid = token_valid
+        if not m:
+            # without memory tokens, an all-padding segment with an empty cache has no key to attend to: its tokens
+            # see each other instead of nothing (NaN); their outputs, cache and memory are dropped
+            key_valid = token_valid | ~(token_valid.any(1, keepdim=True) | cache_valid.any(1, keepdim=True))
         store.key_idx = th.cat([store.key_idx, th.arange(self.config.n_tokens, device=tokens.device)])
-        store.key_valid = th.cat([store.key_valid, mem_valid, token_valid, mem_valid], dim=1)
+        store.key_valid = th.cat([store.key_valid, mem_valid, key_valid, mem_valid], dim=1)
         parts = [memory, tokens, memory] if m else [tokens]
         hidden = self.input_drop(th.cat(parts, dim=1))
         query_idx = th.arange(self.config.n_tokens, device=tokens.device)

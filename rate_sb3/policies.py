@@ -213,12 +213,16 @@ class RATEPolicy(BasePolicy):
         valid: th.Tensor,
         burn_in_segments: int = 0,
     ) -> th.Tensor:
-        """Transformer outputs at the observation tokens (B, W, d) for segment-aligned windows.
+        """Transformer outputs at the observation tokens (B, W', d) for segment-aligned windows (B, W).
 
-        The first ``burn_in_segments`` segments only build memory and cache, without gradient.
+        The first ``burn_in_segments`` segments are encoded and run without gradient: they only build memory and
+        cache, and W' excludes them.
         """
-        step_tokens = th.stack(self.encode(observations, model_actions, returns_to_go), dim=2)
-        return self.transformer.observation_outputs(step_tokens, valid, burn_in_segments)
+
+        def step_tokens(steps: slice) -> th.Tensor:
+            return th.stack(self.encode(observations[:, steps], model_actions[:, steps], returns_to_go[:, steps]), 2)
+
+        return self.transformer.window_outputs(step_tokens, valid, burn_in_segments)
 
     # ---------------------------------------------------------- inference
     def initial_state(self, n_envs: int) -> RATEState:

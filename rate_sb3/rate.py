@@ -63,6 +63,9 @@ class RATE(ReturnConditionedAlgorithm):
     :param weight_decay: AdamW weight decay on weight matrices
     :param max_grad_norm: gradient clipping norm
     :param curriculum: pretrain on 1, then 2, ... ``n_segments`` segments (equal shares of the steps)
+    :param burn_in_segments: a training window starts at any segment of its episode; up to this many earlier
+        segments are run before it without gradient, to warm the memory (0: the memory starts fresh at the window,
+        as in the paper). Ignored in ``dt`` mode, which has no memory
     :param target_return: return the policy asks for at evaluation (default: best demonstration return)
     :param online_target_return: return asked for while exploring online (default: ``target_return``)
     :param return_scale: factor applied to returns before embedding (default: ``1 / |target_return|``)
@@ -134,6 +137,7 @@ class RATE(ReturnConditionedAlgorithm):
         weight_decay: float = 0.01,
         max_grad_norm: float = 1.0,
         curriculum: bool = False,
+        burn_in_segments: int = 2,
         target_return: float | None = None,
         online_target_return: float | None = None,
         return_scale: float | None = None,
@@ -178,6 +182,7 @@ class RATE(ReturnConditionedAlgorithm):
             lr_end_factor=lr_end_factor,
             max_grad_norm=max_grad_norm,
             curriculum=curriculum,
+            burn_in_segments=burn_in_segments,
             target_return=target_return,
             online_target_return=online_target_return,
             return_scale=return_scale,
@@ -228,6 +233,12 @@ class RATE(ReturnConditionedAlgorithm):
         for name in ("n_pretrain_steps", "warmup_steps"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"RATE: {name}={getattr(self, name)} must be >= 0")
+        burn_in = self.burn_in_segments
+        if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or burn_in < 0:
+            raise ValueError(
+                f"RATE: burn_in_segments={burn_in!r} must be an integer >= 0 (the segments run without gradient "
+                "before each training window; 0 starts the memory fresh at the window)"
+            )
         if self.return_scale is not None and self.return_scale <= 0:
             raise ValueError(f"RATE: return_scale={self.return_scale} must be > 0")
         if not self.action_mse_coef >= 0:

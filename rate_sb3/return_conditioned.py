@@ -55,6 +55,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         lr_end_factor: float,
         max_grad_norm: float,
         curriculum: bool,
+        burn_in_segments: int,
         target_return: float | None,
         online_target_return: float | None,
         return_scale: float | None,
@@ -73,7 +74,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         self.demonstrations = demonstrations
         self.n_segments, self.mode, self.batch_size = n_segments, mode, batch_size
         self.n_pretrain_steps, self.warmup_steps, self.lr_end_factor = n_pretrain_steps, warmup_steps, lr_end_factor
-        self.max_grad_norm, self.curriculum = max_grad_norm, curriculum
+        self.max_grad_norm, self.curriculum, self.burn_in_segments = max_grad_norm, curriculum, burn_in_segments
         self.target_return, self.online_target_return = target_return, online_target_return
         self.return_scale, self.cap_return_to_go = return_scale, cap_return_to_go
         self.buffer_size, self.demo_fraction = buffer_size, demo_fraction
@@ -147,7 +148,8 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
     def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
         weighting = self._advantage_weighting()
         value_gamma = 1.0 if weighting is None else weighting.gamma
-        batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device, value_gamma)
+        burn_in = 0 if self.mode == "dt" else self.burn_in_segments  # dt has no memory to warm
+        batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device, value_gamma, burn_in)
         self.policy.set_training_mode(True)
         terms = window_loss(
             self.policy, batch, entropy_weight, self.action_mse_coef, self._entropy_mask_function(), weighting
