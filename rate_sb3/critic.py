@@ -12,6 +12,7 @@ from torch import nn
 from rate_sb3.architecture import RATEConfig
 from rate_sb3.encoders import ActionEncoder, ObservationEncoder
 from rate_sb3.model import RATETransformer
+from rate_sb3.observations import window_steps
 
 
 class HistoryCritic(nn.Module):
@@ -42,7 +43,7 @@ class HistoryCritic(nn.Module):
         :meth:`rate_sb3.policies.RATEPolicy.window_hidden`, burn-in segments are left out."""
 
         def step_tokens(steps: slice) -> th.Tensor:
-            obs_tokens = self.observation_encoder.steps(observations[:, steps])
+            obs_tokens = self.observation_encoder.steps(window_steps(observations, steps))
             placeholders = self.return_placeholder.expand_as(obs_tokens)
             return th.stack([placeholders, obs_tokens, self.action_encoder(model_actions[:, steps])], dim=2)
 

@@ -27,6 +27,11 @@ def slice_observations(observations: Observations, steps: slice) -> Observations
     return map_observations(observations, lambda values: values[steps])
 
 
+def window_steps(observations: Observations, steps: slice) -> Observations:
+    """The steps ``steps`` of batched windows (B, W, *shape) (per key for dicts)."""
+    return map_observations(observations, lambda values: values[:, steps])
+
+
 def env_row(observations: Observations, index: int) -> Observations:
     """A copy of env ``index``'s observation in a VecEnv's batch (per key for dicts)."""
     return map_observations(observations, lambda values: np.array(values[index]))

@@ -16,6 +16,7 @@ from rate_sb3.critic import HistoryCritic
 from rate_sb3.encoders import ActionEncoder, ObservationEncoder, StepEncoder, check_spaces, make_action_head
 from rate_sb3.inference import IncrementalInference, SlotStore
 from rate_sb3.model import RATEConfig, RATETransformer
+from rate_sb3.observations import window_steps
 from rate_sb3.wrappers import (
     OBSERVATION_KEY,
     PREV_REWARD_KEY,
@@ -220,7 +221,8 @@ class RATEPolicy(BasePolicy):
         """
 
         def step_tokens(steps: slice) -> th.Tensor:
-            return th.stack(self.encode(observations[:, steps], model_actions[:, steps], returns_to_go[:, steps]), 2)
+            tokens = self.encode(window_steps(observations, steps), model_actions[:, steps], returns_to_go[:, steps])
+            return th.stack(tokens, 2)
 
         return self.transformer.window_outputs(step_tokens, valid, burn_in_segments)
 
