@@ -44,7 +44,8 @@ def _episode_class() -> type[Episode]:
 
 def save_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> None:
     """
-    Save episodes to a single ``.npz`` file (flat arrays concatenated over episodes).
+    Save episodes to a single ``.npz`` file (flat arrays concatenated over episodes), or, for a path ending
+    in ``.h5`` / ``.hdf5``, to a compressed HDF5 file read lazily (:mod:`rate_sb3.image_datasets`; for images).
 
     The file is written to a temporary file in the same directory and then renamed,
     so an interrupted save never leaves a half-written file at ``path``.
@@ -54,6 +55,12 @@ def save_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> None:
     """
     if len(episodes) == 0:
         raise ValueError(f"No episodes to save to {path}.")
+    from rate_sb3.image_datasets import ImageDatasetWriter, is_image_dataset_path
+
+    if is_image_dataset_path(path):
+        with ImageDatasetWriter(path) as writer:
+            writer.add_all(episodes)
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
@@ -69,14 +76,14 @@ def save_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> None:
     try:
         with os.fdopen(file_descriptor, "wb") as file:
             np.savez(file, **arrays)
-        os.chmod(temporary_path, _new_file_mode())  # mkstemp creates 0o600 files
+        os.chmod(temporary_path, new_file_mode())  # mkstemp creates 0o600 files
         os.replace(temporary_path, path)
     except BaseException:
         Path(temporary_path).unlink(missing_ok=True)
         raise
 
 
-def _new_file_mode() -> int:
+def new_file_mode() -> int:
     """The mode ``open()`` gives a new file: 0o666 less the process umask (read by setting it and back)."""
     umask = os.umask(0o022)
     os.umask(umask)
@@ -97,18 +104,18 @@ def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
         ) from error
 
 
-def _check_npz_consistency(arrays: dict[str, np.ndarray], path: Path) -> None:
-    """Raise a ValueError naming ``path`` when keys are missing or lengths disagree."""
+def check_flat_episode_arrays(arrays: dict[str, np.ndarray], path: Path, max_version: int = NPZ_FORMAT_VERSION) -> None:
+    """Raise a ValueError naming ``path`` when keys are missing, the format is newer than ``max_version`` or
+    lengths disagree (in our ``.npz`` files and HDF5 image datasets alike)."""
     missing = [key for key in NPZ_KEYS if key not in arrays]
     if missing:
         raise ValueError(f"{path} lacks the arrays {missing} of a RATE demonstration file. {_RECOLLECT_HINT}")
     version = arrays["format_version"]
     if version.size != 1 or not np.issubdtype(version.dtype, np.integer):
         raise ValueError(f"{path} has a malformed format_version {version!r}. {_RECOLLECT_HINT}")
-    if int(version) > NPZ_FORMAT_VERSION:
+    if int(version) > max_version:
         raise ValueError(
-            f"{path} has format_version {int(version)} but this rate_sb3 reads up to {NPZ_FORMAT_VERSION}: "
-            "upgrade rate_sb3."
+            f"{path} has format_version {int(version)} but this rate_sb3 reads up to {max_version}: upgrade rate_sb3."
         )
     lengths = arrays["episode_lengths"]
     n_episodes = len(lengths)
@@ -142,7 +149,7 @@ def load_episodes_npz(path: str | os.PathLike) -> list[Episode]:
     """
     path = Path(path)
     arrays = _read_npz_arrays(path)
-    _check_npz_consistency(arrays, path)
+    check_flat_episode_arrays(arrays, path)
     episode_class = _episode_class()
     lengths = arrays["episode_lengths"].astype(np.int64)
     step_starts = np.concatenate([[0], np.cumsum(lengths)])
@@ -329,7 +336,11 @@ def _looks_like_file_path(text: str) -> bool:
 
 
 def _load_path(source: str | os.PathLike) -> list[Episode]:
+    from rate_sb3.image_datasets import is_image_dataset_path, load_image_dataset
+
     path = Path(source).expanduser()
+    if is_image_dataset_path(path):
+        return load_image_dataset(path)
     if path.suffix == ".npz" or path.is_file():
         return load_episodes_npz(path)
     if path.is_dir():
@@ -353,7 +364,8 @@ def load_demonstrations(source: str | os.PathLike | Sequence[Episode]) -> list[E
     """
     Load demonstrations from any supported source.
 
-    :param source: A list of :class:`Episode`; a ``.npz`` file written by :func:`save_episodes`;
+    :param source: A list of :class:`Episode`; a ``.npz`` file written by :func:`save_episodes`; an ``.h5`` /
+        ``.hdf5`` image dataset written by :func:`save_episodes` (observations read lazily);
         an imitation dataset directory (holding ``dataset_info.json``); a Minari dataset directory
         (holding ``data/metadata.json`` or ``metadata.json``); or a local Minari dataset id
         such as ``"D4RL/door/human-v2"``.
