@@ -8,7 +8,7 @@ frames asked for. Actions, rewards and episode ends are small and are read into 
 
 The layout mirrors our ``.npz`` format: ``observations`` (all episodes' T + 1 frames concatenated),
 ``actions``, ``rewards``, ``episode_lengths``, ``terminated``, ``truncated``, and the root attributes
-``rate_sb3_format`` and ``format_version``. h5py comes with ``pip install "rate_sb3[minari]"``.
+``rate_sb3_format`` and ``format_version``. h5py comes with ``pip install "rate_sb3[images]"``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _import_h5py() -> Any:
     try:
         import h5py
     except ImportError as error:
-        raise ImportError('HDF5 image datasets need the h5py package: pip install "rate_sb3[minari]"') from error
+        raise ImportError('HDF5 image datasets need the h5py package: pip install "rate_sb3[images]"') from error
     return h5py
 
 
