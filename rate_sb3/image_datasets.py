@@ -29,8 +29,8 @@ IMAGE_DATASET_SUFFIXES = (".h5", ".hdf5")
 FORMAT_NAME = "rate_sb3 episodes"
 FORMAT_VERSION = 1
 # Measured by benchmarks/image_memory.py --compare-formats (see benchmarks/RESULTS.md): chunks of a few frames
-# read a 90-frame window as fast as larger ones and compress almost as well; gzip level 4 is ~1.7x smaller
-# than level 1 at the same read speed.
+# read a 90-frame window as fast as larger ones and compress almost as well; gzip level 4 is ~1.3x smaller
+# than level 1 at the same read speed; lzf is 2x larger and slower to read.
 CHUNK_FRAMES = 4
 COMPRESSION_LEVEL = 4
 # Frames copied to the file per write, so an episode that is itself read lazily is never in memory whole.
