@@ -25,6 +25,7 @@ QUICK = [
     ["online_finetune.py", "--quick", "--task", "tmaze"],
     ["online_finetune.py", "--quick", "--task", "cartpole"],
     ["minigrid_memory.py", "--quick"],
+    ["image_memory.py", "--quick"],
     ["plot_results.py", "--quick"],
 ]
 
@@ -47,6 +48,7 @@ FULL = [
     ["online_finetune.py", "--task", "tmaze-scratch"],
     ["minigrid_memory.py"],
     ["minigrid_memory.py", "--raw-indices", "--steps", "1500"],
+    ["image_memory.py", "--steps", "5"],
     ["plot_results.py"],
 ]
 
