@@ -35,6 +35,7 @@ QUICK = [
     ["online_finetune.py", "--quick", "--task", "tmaze"],
     ["online_finetune.py", "--quick", "--task", "cartpole"],
     ["minigrid_memory.py", "--quick"],
+    ["image_memory.py", "--quick"],
     ["plot_results.py", "--quick"],
 ]
 
@@ -59,6 +60,7 @@ FULL = [
     ["online_finetune.py", "--task", "cartpole-scratch", "--no-critic", "--gradient-steps", "20"],
     ["minigrid_memory.py"],
     ["minigrid_memory.py", "--raw-indices", "--steps", "1500"],
+    ["image_memory.py", "--steps", "5"],
     ["plot_results.py"],
 ]
 

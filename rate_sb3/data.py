@@ -21,6 +21,7 @@ from rate_sb3.demo_formats import (
 )
 from rate_sb3.encoders import check_spaces
 from rate_sb3.episode import Episode
+from rate_sb3.lazy_frames import LazyFrames
 
 __all__ = [
     "Episode",
@@ -34,6 +35,8 @@ __all__ = [
 
 # Observations larger than this many elements are bounds-checked on a strided sample of steps.
 MAX_BOUNDS_CHECKED_ELEMENTS = 4_000_000
+# Frames read lazily from disk are checked (NaN, bounds) on this many evenly spaced steps, not all of them.
+LAZY_CHECKED_STEPS = 16
 _DIFFERENT_ENV_HINT = (
     "The demonstrations were probably recorded on a different env or wrapper: "
     "re-collect them on the training env with rate_sb3.collect_episodes."
@@ -96,14 +99,17 @@ def _check_field(
             "Store raw env data, not scaled or normalized values: integers for image, Discrete and "
             "MultiDiscrete spaces (e.g. values.astype(np.int64)).",
         )
+    sample_stride = -(-len(values) // LAZY_CHECKED_STEPS) if isinstance(values, LazyFrames) else 1
+    values = values[::sample_stride]
     if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-        raise fail(f"holds NaN or inf at step {_first_bad_step(~np.isfinite(values))}", "Drop or fix that episode.")
+        step = sample_stride * _first_bad_step(~np.isfinite(values))
+        raise fail(f"holds NaN or inf at step {step}", "Drop or fix that episode.")
     if not check_bounds:
         return
     stride = max(1, values.size // MAX_BOUNDS_CHECKED_ELEMENTS)
     outside = _out_of_bounds(values[::stride], space)
     if np.any(outside):
-        raise fail(f"is outside the space {space} at step {stride * _first_bad_step(outside)}")
+        raise fail(f"is outside the space {space} at step {sample_stride * stride * _first_bad_step(outside)}")
 
 
 def _check_observations(
@@ -138,7 +144,8 @@ def validate_episodes(
 
     Checked: observation and action shapes, dtypes that cast safely (integer data may fill float Box
     spaces, float data may not fill integer spaces), NaN/inf in observations, actions and rewards,
-    observations inside a Box's finite bounds (a strided sample for very large data) and
+    observations inside a Box's finite bounds (a strided sample for very large data; for observations read
+    lazily from an image dataset, NaN and bounds on 16 evenly spaced steps, so validation never reads them all) and
     integer actions/observations inside Discrete, MultiDiscrete and MultiBinary ranges.
     Continuous actions are not bounds-checked.
 

@@ -15,20 +15,15 @@ from typing import Any
 import numpy as np
 
 from rate_sb3.episode import Episode
+from rate_sb3.episode_files import (
+    RECOLLECT_HINT,
+    check_flat_episode_arrays,
+    new_file_mode,
+)
+from rate_sb3.image_datasets import ImageDatasetWriter, is_image_dataset_path, load_image_dataset
 from rate_sb3.observations import concatenate_observations, slice_observations
 
-NPZ_FORMAT_VERSION = 2  # 2: Dict observations, one array per key (files of array observations are still 1)
 OBSERVATION_KEYS_ARRAY = "observation_keys"
-NPZ_KEYS = (
-    "observations",
-    "actions",
-    "rewards",
-    "episode_lengths",
-    "terminated",
-    "truncated",
-    "format_version",
-)
-_RECOLLECT_HINT = "Re-collect the demonstrations with rate_sb3.collect_episodes and save_episodes."
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -38,7 +33,8 @@ _RECOLLECT_HINT = "Re-collect the demonstrations with rate_sb3.collect_episodes 
 
 def save_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> None:
     """
-    Save episodes to a single ``.npz`` file (flat arrays concatenated over episodes).
+    Save episodes to a single ``.npz`` file (flat arrays concatenated over episodes), or, for a path ending
+    in ``.h5`` / ``.hdf5``, to a compressed HDF5 file read lazily (:mod:`rate_sb3.image_datasets`; for images).
 
     The file is written to a temporary file in the same directory and then renamed,
     so an interrupted save never leaves a half-written file at ``path``.
@@ -48,6 +44,10 @@ def save_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> None:
     """
     if len(episodes) == 0:
         raise ValueError(f"No episodes to save to {path}.")
+    if is_image_dataset_path(path):
+        with ImageDatasetWriter(path) as writer:
+            writer.add_all(episodes)
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
@@ -63,7 +63,7 @@ def save_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> None:
     try:
         with os.fdopen(file_descriptor, "wb") as file:
             np.savez(file, **arrays)
-        os.chmod(temporary_path, _new_file_mode())  # mkstemp creates 0o600 files
+        os.chmod(temporary_path, new_file_mode())  # mkstemp creates 0o600 files
         os.replace(temporary_path, path)
     except BaseException:
         Path(temporary_path).unlink(missing_ok=True)
@@ -85,15 +85,8 @@ def _join_observations(arrays: dict[str, np.ndarray], path: Path) -> None:
     keys = [str(key) for key in arrays.pop(OBSERVATION_KEYS_ARRAY)]
     missing = [f"observations.{key}" for key in keys if f"observations.{key}" not in arrays]
     if missing:
-        raise ValueError(f"{path} lacks the observation arrays {missing}. {_RECOLLECT_HINT}")
+        raise ValueError(f"{path} lacks the observation arrays {missing}. {RECOLLECT_HINT}")
     arrays["observations"] = {key: arrays.pop(f"observations.{key}") for key in keys}
-
-
-def _new_file_mode() -> int:
-    """The mode ``open()`` gives a new file: 0o666 less the process umask (read by setting it and back)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -106,50 +99,8 @@ def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as error:
         raise ValueError(
             f"{path} is not a readable .npz demonstration file ({type(error).__name__}: {error}). "
-            f"It may be corrupt or half-written. {_RECOLLECT_HINT}"
+            f"It may be corrupt or half-written. {RECOLLECT_HINT}"
         ) from error
-
-
-def _check_npz_consistency(arrays: dict[str, np.ndarray], path: Path) -> None:
-    """Raise a ValueError naming ``path`` when keys are missing or lengths disagree."""
-    missing = [key for key in NPZ_KEYS if key not in arrays]
-    if missing:
-        raise ValueError(f"{path} lacks the arrays {missing} of a RATE demonstration file. {_RECOLLECT_HINT}")
-    version = arrays["format_version"]
-    if version.size != 1 or not np.issubdtype(version.dtype, np.integer):
-        raise ValueError(f"{path} has a malformed format_version {version!r}. {_RECOLLECT_HINT}")
-    if int(version) > NPZ_FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format_version {int(version)} but this rate_sb3 reads up to {NPZ_FORMAT_VERSION}: "
-            "upgrade rate_sb3."
-        )
-    lengths = arrays["episode_lengths"]
-    n_episodes = len(lengths)
-    problems = []
-    if lengths.ndim != 1 or not np.issubdtype(lengths.dtype, np.integer) or np.any(lengths < 1):
-        problems.append("episode_lengths must be a 1-D array of positive integers")
-    else:
-        n_steps = int(lengths.sum())
-        expected = {
-            "observations": n_steps + n_episodes,
-            "actions": n_steps,
-            "rewards": n_steps,
-            "terminated": n_episodes,
-            "truncated": n_episodes,
-        }
-        named = [(key, arrays[key]) for key in expected if key != "observations"]
-        observations = arrays["observations"]
-        if isinstance(observations, dict):
-            named += [(f"observations.{key}", values) for key, values in observations.items()]
-        else:
-            named.append(("observations", observations))
-        problems += [
-            f"{name} has length {len(values)}, expected {expected[name.split('.')[0]]}"
-            for name, values in named
-            if values.ndim == 0 or len(values) != expected[name.split(".")[0]]
-        ]
-    if problems:
-        raise ValueError(f"{path} is inconsistent: {'; '.join(problems)}. {_RECOLLECT_HINT}")
 
 
 def load_episodes_npz(path: str | os.PathLike) -> list[Episode]:
@@ -162,7 +113,7 @@ def load_episodes_npz(path: str | os.PathLike) -> list[Episode]:
     path = Path(path)
     arrays = _read_npz_arrays(path)
     _join_observations(arrays, path)
-    _check_npz_consistency(arrays, path)
+    check_flat_episode_arrays(arrays, path)
     lengths = arrays["episode_lengths"].astype(np.int64)
     step_starts = np.concatenate([[0], np.cumsum(lengths)])
     episodes = []
@@ -349,6 +300,8 @@ def _looks_like_file_path(text: str) -> bool:
 
 def _load_path(source: str | os.PathLike) -> list[Episode]:
     path = Path(source).expanduser()
+    if is_image_dataset_path(path):
+        return load_image_dataset(path)
     if path.suffix == ".npz" or path.is_file():
         return load_episodes_npz(path)
     if path.is_dir():
@@ -372,7 +325,8 @@ def load_demonstrations(source: str | os.PathLike | Sequence[Episode]) -> list[E
     """
     Load demonstrations from any supported source.
 
-    :param source: A list of :class:`Episode`; a ``.npz`` file written by :func:`save_episodes`;
+    :param source: A list of :class:`Episode`; a ``.npz`` file written by :func:`save_episodes`; an ``.h5`` /
+        ``.hdf5`` image dataset written by :func:`save_episodes` (observations read lazily);
         an imitation dataset directory (holding ``dataset_info.json``); a Minari dataset directory
         (holding ``data/metadata.json`` or ``metadata.json``); or a local Minari dataset id
         such as ``"D4RL/door/human-v2"``.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rate_sb3.lazy_frames import LazyFrames
 from rate_sb3.observations import arrays, leading_length, map_observations
 
 
@@ -29,7 +30,7 @@ class Episode:
     truncated: bool
 
     def __post_init__(self) -> None:
-        self.observations = map_observations(self.observations, np.asarray)
+        self.observations = map_observations(self.observations, _in_memory_unless_lazy)
         self.actions = np.asarray(self.actions)
         self.rewards = np.asarray(self.rewards, dtype=np.float32)
         self.terminated, self.truncated = bool(self.terminated), bool(self.truncated)
@@ -62,3 +63,8 @@ class Episode:
     def episode_return(self) -> float:
         """Undiscounted sum of rewards."""
         return float(self.rewards.sum(dtype=np.float64))
+
+
+def _in_memory_unless_lazy(values: object) -> np.ndarray | LazyFrames:
+    """An array of the values; frames read lazily from disk stay there."""
+    return values if isinstance(values, LazyFrames) else np.asarray(values)
