@@ -14,6 +14,8 @@ from torch._utils import _flatten_dense_tensors
 
 Derived = TypeVar("Derived")
 _dtype_of = attrgetter("dtype")
+_data_ptr, _stride = th.Tensor.data_ptr, th.Tensor.stride
+_layout_of = attrgetter("shape", "dtype", "device")
 _SAME_SIZE_INTEGER = {1: th.uint8, 2: th.int16, 4: th.int32, 8: th.int64}
 
 
@@ -25,14 +27,26 @@ class DerivedWeights(Generic[Derived]):
     (``p.data = ...``, ``load_from_vector``, ``.to``) or to another Parameter (``load_state_dict(assign=True)``).
     No version counter or hook sees them all, so each call compares the parameters' values, bit for bit, with a
     copy taken when the derived tensors were built: one concatenation, one copy to bytes and one comparison.
+    That costs memory traffic in proportion to the values (with the folded attention weights of a 64-wide
+    model, a third of ``predict``'s time), so parameters that the derived tensors only view (a transpose, a
+    detached alias) are ``viewed`` instead: every write to their memory shows in the views, and only where
+    their values lie (data pointer, strides, shape, dtype, device) is compared, to rebuild the views when a
+    parameter moves to other memory.
 
-    :param sources: ``(module, name)`` of every parameter ``build`` reads (looked up again at each call)
+    :param sources: ``(module, name)`` of every parameter whose values ``build`` copies or computes from
     :param build: the derived tensors for the dtype and device of ``like``; runs without gradient
+    :param viewed: ``(module, name)`` of every parameter whose memory ``build`` only views
     """
 
-    def __init__(self, sources: Iterable[tuple[nn.Module, str]], build: Callable[[th.Tensor], Derived]) -> None:
+    def __init__(
+        self,
+        sources: Iterable[tuple[nn.Module, str]],
+        build: Callable[[th.Tensor], Derived],
+        viewed: Iterable[tuple[nn.Module, str]] = (),
+    ) -> None:
         self.build = build
         self._lookups = [(module._parameters, name) for module, name in sources]
+        self._viewed = [(module._parameters, name) for module, name in viewed]
         self._built: tuple | None = None  # (key, values, derived), replaced as one: other threads see all or none
 
     def __call__(self, like: th.Tensor) -> Derived:
@@ -41,7 +55,9 @@ class DerivedWeights(Generic[Derived]):
                 return self(like)
         parameters = list(starmap(getitem, self._lookups))
         values = _flatten_dense_tensors(parameters)  # one call (a view of a single parameter; mixed dtypes promote)
-        key = (like.dtype, like.device, values.device, *map(_dtype_of, parameters))
+        viewed = list(starmap(getitem, self._viewed))
+        key = (like.dtype, like.device, values.device, *map(_dtype_of, parameters), *map(_data_ptr, viewed))
+        key += (*map(_stride, viewed), *map(_layout_of, viewed))
         current, built = _comparable(values), self._built
         if built is not None and built[0] == key and _same(current, built[1]):
             return built[2]

@@ -15,13 +15,13 @@ patterns block.
 
 With one env a step costs the number of PyTorch calls, not arithmetic, so these calls do not go through
 :meth:`RATETransformer.run_tokens` but through a lean equivalent (:meth:`IncrementalInference._attend`): the
-attention scale and the content bias are folded into the query projection, a blocked query-key pair reads a
-``-inf`` column of the relative-position scores, the queries, keys and values come from one matrix product
-viewed head first and the heads leave through another, so that a layer is a dozen arithmetic calls and a few
-views. The store of a state's buffers (:class:`SlotStore`) is kept between calls with its attention views
-and the views that each step's keys and values are copied into; with one env the queries attend all slots
-through them, at no cost in calls, and the products write into outputs that the store keeps for each number of
-tokens per call (:class:`_Workspace`), through views made once.
+content bias is folded into the query projection and the attention scale into the score products, a blocked
+query-key pair reads a ``-inf`` column of the relative-position scores, the queries, keys and values come from
+one matrix product viewed head first and the heads leave through another, so that a layer is a dozen
+arithmetic calls and a few views. The store of a state's buffers (:class:`SlotStore`) is kept between calls
+with its attention views and the views that each step's keys and values are copied into; with one env the
+queries attend all slots through them, at no cost in calls, and the products write into outputs that the store
+keeps for each number of tokens per call (:class:`_Workspace`), through views made once.
 """
 
 from __future__ import annotations
@@ -145,11 +145,12 @@ class _Workspace:
 class _FoldedLayer:
     """One layer's weights for :meth:`IncrementalInference._attend`."""
 
-    qkv_weight: th.Tensor  # (d, 3 H dh): query, key and value weights head by head, the queries' scaled
-    qkv_bias: th.Tensor  # (3 H dh,): the scaled content bias on the queries, zeros on keys and values
+    qkv_weight: th.Tensor  # (d, 3 H dh): query, key and value weights head by head (a view of the parameter)
+    qkv_bias: th.Tensor  # (3 H dh,): the content bias on the queries, zeros on keys and values
     relative_keys: th.Tensor  # (H, dh, P + 1): a zero column after the P distances
     position_offsets: th.Tensor  # (H, 1, P + 1): scaled (position bias - content bias) . keys; -inf last
-    out_weight: th.Tensor  # (H dh, d) the output projection
+    scale: float  # the attention scale, applied by the score products
+    out_weight: th.Tensor  # (H dh, d) the output projection (a view of the parameter)
     norm: tuple[th.Tensor, th.Tensor, float]  # the attention LayerNorm's weight, bias and eps
     feed_forward: Callable[[th.Tensor], th.Tensor] | None  # the layer's feed-forward block, if it has one
 
@@ -165,7 +166,8 @@ class IncrementalInference:
         self._step_slots = [(self.scratch_slot + 3 * phase, self._step_keys(phase)) for phase in range(k)]
         self._patterns: _Patterns | None = None
         self._last_store: SlotStore | None = None
-        self._folded_layers = DerivedWeights(self._fold_sources(), self._fold_layers)
+        computed, viewed = self._fold_sources()
+        self._folded_layers = DerivedWeights(computed, self._fold_layers, viewed)
 
     def empty_buffers(self, batch: int, like: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Zeroed keys and values (n_layers, 2, H, B, slots, dh), layer inputs (n_layers, B, slots, d) (0 wide
@@ -294,21 +296,25 @@ class IncrementalInference:
             if one_env:
                 th.addmm(layer.qkv_bias, hidden, layer.qkv_weight, out=work.projected)
                 query, key_value, scores = work.query, work.key_value, work.scores
-                th.gather(th.baddbmm(layer.position_offsets, query, layer.relative_keys), -1, index, out=scores)
+                position_scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys, alpha=layer.scale)
+                th.gather(position_scores, -1, index, out=scores)
             else:
                 projected = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(rows, 3 * heads, d_head)
                 query, key_value = projected.transpose(0, 1).tensor_split((heads,))
                 key_value = key_value.view(2, heads, batch, q, d_head)
-                scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys).gather(-1, index)
+                scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys, alpha=layer.scale)
+                scores = scores.gather(-1, index)
             store.write(layer_id, key_value, hidden.view(batch, q, d_model) if keep_inputs else None, slots)
             if cache_blocked is not None:  # empty cache slots
                 scores.view(heads, batch, q, n).masked_fill_(cache_blocked, float("-inf"))
             if one_env:
-                th.bmm(scores.baddbmm_(query, keys_t[layer_id]).softmax(-1), values[layer_id], out=work.by_head)
+                scores.baddbmm_(query, keys_t[layer_id], alpha=layer.scale)
+                th.bmm(scores.softmax(-1), values[layer_id], out=work.by_head)
                 attended = work.attended
             else:
                 query, scores = query.reshape(heads * batch, q, d_head), scores.view(heads * batch, q, n)
-                attended = th.bmm(th.baddbmm(scores, query, keys_t[layer_id]).softmax(-1), values[layer_id])
+                scores = th.baddbmm(scores, query, keys_t[layer_id], alpha=layer.scale)
+                attended = th.bmm(scores.softmax(-1), values[layer_id])
                 attended = attended.view(heads, rows, d_head).transpose(0, 1).reshape(rows, heads * d_head)
             hidden = th.addmm(hidden, attended, layer.out_weight, beta=residual_scale)
             hidden = th.layer_norm(hidden, (d_model,), *layer.norm)
@@ -322,32 +328,33 @@ class IncrementalInference:
         )
         return work
 
-    def _fold_sources(self) -> list[tuple[nn.Module, str]]:
-        """Every parameter that :meth:`_fold_layers` copies or views."""
+    def _fold_sources(self) -> tuple[list[tuple[nn.Module, str]], list[tuple[nn.Module, str]]]:
+        """The parameters that :meth:`_fold_layers` computes from, and those it only views."""
         transformer = self.transformer
-        sources = [(transformer, "content_bias"), (transformer, "position_bias")]
+        computed, viewed = [(transformer, "content_bias"), (transformer, "position_bias")], []
         for layer in transformer.layers:
-            sources += [(layer.qkv, "weight"), (layer.pos_proj, "weight"), (layer.out_proj, "weight")]
-            sources += [(layer.norm_attn, "weight"), (layer.norm_attn, "bias")]
-        return sources
+            computed.append((layer.pos_proj, "weight"))
+            viewed += [(layer.qkv, "weight"), (layer.out_proj, "weight")]
+            viewed += [(layer.norm_attn, "weight"), (layer.norm_attn, "bias")]
+        return computed, viewed
 
     def _fold_layers(self, like: th.Tensor) -> list[_FoldedLayer]:
+        # The big weights are viewed, not copied (a copy would need its values compared at every call, see
+        # DerivedWeights), and the attention scale goes to the score products instead of the query weights.
         transformer, heads, d_head = self.transformer, self.config.n_heads, self.config.d_head
         scale = d_head**-0.5
-        content_bias = transformer.content_bias * scale
         offset_bias = (transformer.position_bias - transformer.content_bias) * scale
         folded = []
         for layer, relative_keys in zip(transformer.layers, transformer.relative_keys(like)):
-            weight = layer.qkv.weight.t().contiguous()  # (d, 3 H dh), row-major: the product's fastest layout
-            weight[:, : heads * d_head] *= scale
-            bias = th.cat([content_bias.flatten(), weight.new_zeros(2 * heads * d_head)])
+            weight = layer.qkv.weight.detach().t()
+            bias = th.cat([transformer.content_bias.flatten(), weight.new_zeros(2 * heads * d_head)])
             keys = F.pad(relative_keys, (0, 1))
             offsets = th.einsum("hd,hdp->hp", offset_bias, keys)[:, None].clone()
             offsets[..., -1] = float("-inf")
             norm = (layer.norm_attn.weight.detach(), layer.norm_attn.bias.detach(), layer.norm_attn.eps)
-            out_weight = layer.out_proj.weight.detach().t().contiguous()
+            out_weight = layer.out_proj.weight.detach().t()
             feed_forward = layer.feed_forward if layer.ffn is not None else None
-            folded.append(_FoldedLayer(weight, bias, keys, offsets, out_weight, norm, feed_forward))
+            folded.append(_FoldedLayer(weight, bias, keys, offsets, scale, out_weight, norm, feed_forward))
         return folded
 
     def _slots(self, x_idx: th.Tensor) -> th.Tensor:

@@ -53,3 +53,15 @@ def test_derived_weights_are_built_for_each_dtype_of_like():
     assert derived(th.zeros((), dtype=th.float64)).dtype == th.float64
     assert derived(th.zeros(())).dtype == th.float32
     assert builds[0] == 2
+
+
+@pytest.mark.parametrize("update", UPDATES)
+def test_views_of_viewed_parameters_follow_every_update(update):
+    # a viewed parameter's values are not compared: writes reach the view, moves to other memory rebuild it
+    linear = nn.Linear(4, 3)
+    derived = DerivedWeights([(linear, "bias")], lambda like: linear.weight.detach().t(), viewed=[(linear, "weight")])
+    like = th.zeros(())
+    with th.inference_mode():
+        derived(like)
+        UPDATES[update](linear)
+        th.testing.assert_close(derived(like), linear.weight.t(), equal_nan=True)
