@@ -226,9 +226,7 @@ class ObservationEncoder(nn.Module):
         """The encoder's linear layer when it is all there is: a layer over the flattened observation as floats
         (Box vectors, MultiBinary); None for images, Dict, one-hot Discrete and MultiDiscrete observations, and
         any other features extractor."""
-        linear_only = isinstance(self.net[0], FlattenExtractor) and isinstance(
-            self.space, (spaces.Box, spaces.MultiBinary)
-        )
+        linear_only = type(self.net[0]) is FlattenExtractor and isinstance(self.space, (spaces.Box, spaces.MultiBinary))
         return self.net[1] if linear_only and not self.images else None
 
     def host_tokens(self, observations: np.ndarray | dict[str, np.ndarray], device: th.device) -> th.Tensor:

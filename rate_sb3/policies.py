@@ -128,7 +128,6 @@ class RATEPolicy(BasePolicy):
         self.discrete_actions = isinstance(action_space, spaces.Discrete)
         self.action_dim = 1 if self.discrete_actions else int(np.prod(action_space.shape))
         self.observation_encoder = self._make_observation_encoder()
-        self.image_observations = self.observation_encoder.images
         self.action_encoder = ActionEncoder(action_space, d)
         self.return_encoder = th.nn.Linear(1, d)
         self.transformer = RATETransformer(self.config)
