@@ -14,8 +14,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
 from rate_sb3.data import Episode, load_episodes_npz, save_episodes, validate_episodes
-from rate_sb3.encoders import CategoricalImageCNN
 from rate_sb3.evaluate import FrameStack, evaluate
+from rate_sb3.extractors import CategoricalImageCNN
 from rate_sb3.observations import map_observations
 
 TINY = dict(context_len=2, n_segments=2, d_model=16, n_layers=1, n_heads=2, n_mem_tokens=2, batch_size=4, seed=0)

@@ -16,8 +16,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
 from rate_sb3.collect import collect_episodes
-from rate_sb3.encoders import CategoricalHead, CategoricalImageCNN
+from rate_sb3.encoders import CategoricalHead
 from rate_sb3.envs import make_expert
+from rate_sb3.extractors import CategoricalImageCNN
 from rate_sb3.observations import map_observations, stack_observations
 from rate_sb3.policies import RATEPolicy
 from rate_sb3.wrappers import reward_observation_space
