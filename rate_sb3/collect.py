@@ -203,6 +203,8 @@ def collect_episodes(
     """
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}.")
+    if isinstance(env, gym.Env):  # before SB3's DummyVecEnv refuses a nested Dict with less to go on
+        check_spaces(env.observation_space, env.action_space)
     vec_env, built_here = _as_vec_env(env, n_envs)
     try:
         check_spaces(vec_env.observation_space, vec_env.action_space)

@@ -14,16 +14,16 @@ from stable_baselines3.common.preprocessing import (
     is_image_space_channels_first,
     preprocess_obs,
 )
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, NatureCNN
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from torch import nn
 from torch.nn import functional as F
 
 from rate_sb3.derived import DerivedWeights
+from rate_sb3.extractors import default_features_extractor
 from rate_sb3.observations import map_observations
 
 SUPPORTED_OBSERVATIONS = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 SUPPORTED_ACTIONS = (spaces.Discrete, spaces.Box)
-NATURE_CNN_MIN_SIZE = 36  # NatureCNN's 8x8/4, 4x4/2, 3x3/1 convolutions need images at least this large
 _OBSERVATIONS_HINT = "supported: Box (vectors or images), Discrete, MultiDiscrete, MultiBinary, or a Dict of them"
 
 
@@ -78,57 +78,6 @@ def is_image_observation(space: spaces.Space) -> bool:
     return is_image_space(space)
 
 
-class SmallImageCNN(BaseFeaturesExtractor):
-    """Two 3x3 convolutions for channel-first images smaller than NatureCNN takes (MiniGrid's 7x7 views).
-
-    :param observation_space: a channel-first image space
-    """
-
-    def __init__(self, observation_space: spaces.Box) -> None:
-        channels = observation_space.shape[0]
-        convs = [nn.Conv2d(channels, 32, 3, 1, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, 1), nn.ReLU()]
-        cnn = nn.Sequential(*convs, nn.Flatten())
-        with th.no_grad():
-            n_flat = cnn(th.zeros(1, *observation_space.shape)).shape[1]
-        super().__init__(observation_space, n_flat)
-        self.cnn = cnn
-
-    def forward(self, observations: th.Tensor) -> th.Tensor:
-        return self.cnn(observations)
-
-
-class DictExtractor(BaseFeaturesExtractor):
-    """SB3's ``CombinedExtractor`` rule for Dict observations (a CNN per image, flattening for the rest,
-    concatenated in key order), with each key's default extractor of :func:`default_features_extractor`, so that
-    small images get :class:`SmallImageCNN` where ``CombinedExtractor``'s NatureCNN would fail.
-
-    :param observation_space: a Dict of supported spaces
-    :param cnn_output_dim: features of each NatureCNN
-    """
-
-    def __init__(self, observation_space: spaces.Dict, cnn_output_dim: int = 256) -> None:
-        extractors = {}
-        for key, subspace in observation_space.spaces.items():
-            extractor_class = default_features_extractor(subspace)
-            kwargs = {"features_dim": cnn_output_dim} if extractor_class is NatureCNN else {}
-            extractors[key] = extractor_class(subspace, **kwargs)
-        super().__init__(observation_space, sum(extractor.features_dim for extractor in extractors.values()))
-        self.extractors = nn.ModuleDict(extractors)
-
-    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
-        return th.cat([extractor(observations[key]) for key, extractor in self.extractors.items()], dim=1)
-
-
-def default_features_extractor(space: spaces.Space) -> type[BaseFeaturesExtractor]:
-    """SB3's defaults: NatureCNN for images (:class:`SmallImageCNN` below 36 pixels), :class:`DictExtractor`
-    for Dict spaces, FlattenExtractor for the rest."""
-    if isinstance(space, spaces.Dict):
-        return DictExtractor
-    if is_image_space(space):
-        return NatureCNN if min(space.shape[1:]) >= NATURE_CNN_MIN_SIZE else SmallImageCNN
-    return FlattenExtractor
-
-
 class ObservationEncoder(nn.Module):
     """Maps raw observations (N, *shape), or a dict of them, to tokens (N, d): SB3's preprocessing, a features
     extractor, then a linear layer to ``d_model``.
@@ -155,6 +104,11 @@ class ObservationEncoder(nn.Module):
             _check_channels_first(space)
         extractor_class = features_extractor_class or default_features_extractor(space)
         extractor = extractor_class(space, **(features_extractor_kwargs or {}))
+        if normalize_images and getattr(extractor, "reads_raw_indices", False):
+            raise ValueError(
+                f"{extractor_class.__name__} embeds raw category indices, which normalize_images=True would divide "
+                "by 255: pass policy_kwargs=dict(normalize_images=False)"
+            )
         # one Sequential, so that vector observations keep the parameter names of earlier versions
         self.net = nn.Sequential(extractor, nn.Linear(extractor.features_dim, d_model))
 
@@ -166,9 +120,7 @@ class ObservationEncoder(nn.Module):
         """The encoder's linear layer when it is all there is: a layer over the flattened observation as floats
         (Box vectors, MultiBinary); None for images, Dict, one-hot Discrete and MultiDiscrete observations, and
         any other features extractor."""
-        linear_only = isinstance(self.net[0], FlattenExtractor) and isinstance(
-            self.space, (spaces.Box, spaces.MultiBinary)
-        )
+        linear_only = type(self.net[0]) is FlattenExtractor and isinstance(self.space, (spaces.Box, spaces.MultiBinary))
         return self.net[1] if linear_only and not self.images else None
 
     def host_tokens(self, observations: np.ndarray | dict[str, np.ndarray], device: th.device) -> th.Tensor:

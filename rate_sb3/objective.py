@@ -9,6 +9,7 @@ import torch as th
 
 from rate_sb3.buffers import WindowBatch
 from rate_sb3.critic import AdvantageWeighting
+from rate_sb3.observations import map_observations
 from rate_sb3.policies import RATEPolicy
 
 EntropyMask = Callable[[th.Tensor], th.Tensor]
@@ -96,7 +97,8 @@ def selected_steps(entropy_mask: EntropyMask, batch: WindowBatch) -> th.Tensor:
         got = tuple(selected.shape) if isinstance(selected, th.Tensor) else type(selected).__name__
         raise ValueError(
             f"entropy_mask {getattr(entropy_mask, '__name__', entropy_mask)} returned {got}: it must map "
-            f"observations {tuple(batch.observations.shape)} to a bool tensor {tuple(batch.valid.shape)} (batch, step)"
+            f"observations {map_observations(batch.observations, lambda x: tuple(x.shape))} to a bool tensor "
+            f"{tuple(batch.valid.shape)} (batch, step)"
         )
     return selected.float()
 

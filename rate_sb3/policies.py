@@ -9,7 +9,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space, maybe_transpose
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import Schedule
 
 from rate_sb3.critic import HistoryCritic
@@ -110,22 +110,25 @@ class RATEPolicy(BasePolicy):
         super().__init__(
             observation_space,
             action_space,
-            features_extractor_class=features_extractor_class,
+            features_extractor_class=features_extractor_class or FlattenExtractor,  # SB3 wants a class here
             features_extractor_kwargs=features_extractor_kwargs,
             optimizer_class=optimizer_class,
             optimizer_kwargs=optimizer_kwargs,
             normalize_images=normalize_images,
         )
+        self.features_extractor_class = features_extractor_class  # None: the defaults of the observation's space
         self.target_return, self.return_scale, self.weight_decay = target_return, return_scale, weight_decay
         self.return_to_go_cap = return_to_go_cap
         self.transformer_kwargs = transformer_kwargs
         self.config = RATEConfig(**transformer_kwargs)
         d = self.config.d_model
         self.inner_observation_space = inner_space
+        self._observation_keys = frozenset(observation_space.spaces)
+        named = inner_space.spaces.items() if isinstance(inner_space, spaces.Dict) else [(OBSERVATION_KEY, inner_space)]
+        self._inputs = tuple(_Input.of(key, space) for key, space in named)
         self.discrete_actions = isinstance(action_space, spaces.Discrete)
         self.action_dim = 1 if self.discrete_actions else int(np.prod(action_space.shape))
         self.observation_encoder = self._make_observation_encoder()
-        self.image_observations = self.observation_encoder.images
         self.action_encoder = ActionEncoder(action_space, d)
         self.return_encoder = th.nn.Linear(1, d)
         self.transformer = RATETransformer(self.config)
@@ -278,43 +281,20 @@ class RATEPolicy(BasePolicy):
     def _split_observation(self, observation: Any) -> tuple[np.ndarray | dict[str, np.ndarray], np.ndarray, bool]:
         """The env's observations (n, *shape), or a dict of them, the previous rewards (n,), and whether the
         observation was batched."""
-        if not isinstance(observation, dict) or observation.keys() != self.observation_space.spaces.keys():
+        if not isinstance(observation, dict) or observation.keys() != self._observation_keys:
             raise ValueError(
-                f"RATEPolicy.predict needs observations with the keys {sorted(self.observation_space.spaces)}, got "
+                f"RATEPolicy.predict needs observations with the keys {sorted(self._observation_keys)}, got "
                 f"{sorted(observation) if isinstance(observation, dict) else type(observation).__name__}; {WRAP_HINT}"
             )
         prev_reward = np.asarray(observation[PREV_REWARD_KEY], dtype=np.float32)
         vectorized = prev_reward.ndim == 2
         if not vectorized:
             prev_reward = prev_reward[None]
-        space = self.inner_observation_space
-        if isinstance(space, spaces.Dict):
-            inner = {key: self._env_array(observation[key], space[key], vectorized, key) for key in space.spaces}
+        if len(self._inputs) == 1 and self._inputs[0].key == OBSERVATION_KEY:  # no dict to build
+            inner = self._inputs[0].check(observation[OBSERVATION_KEY], vectorized)
         else:
-            inner = self._env_array(observation[OBSERVATION_KEY], space, vectorized, OBSERVATION_KEY)
+            inner = {spec.key: spec.check(observation[spec.key], vectorized) for spec in self._inputs}
         return inner, newest_reward(prev_reward), vectorized
-
-    @staticmethod
-    def _env_array(values: Any, space: spaces.Space, vectorized: bool, key: str) -> np.ndarray:
-        """One observation array as the encoder takes it (n, *shape): channel-first, checked."""
-        values = np.asarray(values)
-        if is_image_space(space):
-            # channel-last images from an env without VecTransposeImage (rl_zoo3 enjoy) become channel-first
-            values = maybe_transpose(values, space)
-        if not vectorized:
-            values = values[None]
-        if values.shape[1:] != space.shape:
-            raise ValueError(
-                f"RATEPolicy.predict: observation {key!r} has shape {values.shape[1:]} per env, the model expects "
-                f"{space.shape}" + (" (channel-first; channel-last images are transposed)" if space.shape else "")
-            )
-        if _bounded_float_image(space) and ((values < space.low).any() or (values > space.high).any()):
-            raise ValueError(
-                f"RATEPolicy.predict: image observation {key!r} holds values in [{values.min()}, {values.max()}], "
-                f"outside its space's bounds [{space.low.min()}, {space.high.max()}]: scale the images as the space "
-                "declares (e.g. divide by 255 for [0, 1]) or declare the bounds the env gives"
-            )
-        return values
 
     def _act(
         self, observations: np.ndarray, prev_reward: np.ndarray, state: RATEState, starts: np.ndarray, deterministic
@@ -394,12 +374,42 @@ class RATEPolicy(BasePolicy):
             state.key_values[:, :, :, rows], state.layer_inputs[:, rows] = key_values, layer_inputs
 
 
-def _bounded_float_image(space: spaces.Space) -> bool:
-    """A float Box of images (3 dimensions) with finite bounds, which ``predict`` checks (uint8 ones cannot be
-    outside theirs)."""
-    return (
-        isinstance(space, spaces.Box)
-        and len(space.shape) == 3
-        and space.dtype.kind == "f"
-        and bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
-    )
+class _Input(NamedTuple):
+    """One observation array the policy takes (the observation, or a key of a Dict), with the checks it gets."""
+
+    key: str
+    space: spaces.Space
+    image: bool  # channel-last images are transposed
+    bounded_floats: bool  # float images are checked against their bounds
+
+    @classmethod
+    def of(cls, key: str, space: spaces.Space) -> _Input:
+        bounded_floats = (
+            isinstance(space, spaces.Box)
+            and len(space.shape) == 3
+            and space.dtype.kind == "f"
+            and bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
+        )
+        return cls(key, space, is_image_space(space), bounded_floats)
+
+    def check(self, values: Any, vectorized: bool) -> np.ndarray:
+        """The array as the encoder takes it (n, *shape): channel-first, checked."""
+        values, space = np.asarray(values), self.space
+        if self.image:
+            # channel-last images from an env without VecTransposeImage (rl_zoo3 enjoy) become channel-first
+            values = maybe_transpose(values, space)
+        if not vectorized:
+            values = values[None]
+        if values.shape[1:] != space.shape:
+            raise ValueError(
+                f"RATEPolicy.predict: observation {self.key!r} has shape {values.shape[1:]} per env, the model "
+                f"expects {space.shape}"
+                + (" (channel-first; channel-last images are transposed)" if self.image else "")
+            )
+        if self.bounded_floats and ((values < space.low).any() or (values > space.high).any()):
+            raise ValueError(
+                f"RATEPolicy.predict: image observation {self.key!r} holds values in [{values.min()}, "
+                f"{values.max()}], outside its space's bounds [{space.low.min()}, {space.high.max()}]: scale the "
+                "images as the space declares (e.g. divide by 255 for [0, 1]) or declare the bounds the env gives"
+            )
+        return values

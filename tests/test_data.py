@@ -389,10 +389,19 @@ def test_validate_out_of_range_image_values(rng):
         validate_episodes([too_bright], IMAGE_OBS, spaces.Discrete(3))
 
 
+def test_validate_names_the_key_of_dict_observations():
+    space = spaces.Dict({"a": spaces.Box(-1, 1, (2,)), "b": spaces.Discrete(3)})
+    observations = {"a": np.zeros((3, 2), np.float32), "b": np.array([0, 2, 3])}
+    with pytest.raises(ValueError, match=r"episode 0 field 'observations\['b'\]' is outside"):
+        validate_episodes([Episode(observations, np.array([0, 1]), np.ones(2), True, False)], space, spaces.Discrete(2))
+
+
 def test_validate_unsupported_spaces_and_empty(cartpole_episodes):
-    dict_space = spaces.Dict({"position": CARTPOLE_OBS})
-    with pytest.raises(ValueError, match="does not support the observation space Dict"):
-        validate_episodes(cartpole_episodes, dict_space, spaces.Discrete(2))
+    nested = spaces.Dict({"position": spaces.Dict({"x": CARTPOLE_OBS})})
+    with pytest.raises(ValueError, match="cannot encode the key 'position' of the Dict observation"):
+        validate_episodes(cartpole_episodes, nested, spaces.Discrete(2))
+    with pytest.raises(ValueError, match=r"'observations' must be a dict with the keys \['position'\]"):
+        validate_episodes(cartpole_episodes, spaces.Dict({"position": CARTPOLE_OBS}), spaces.Discrete(2))
     with pytest.raises(ValueError, match="does not support the action space Tuple"):
         validate_episodes(cartpole_episodes, CARTPOLE_OBS, spaces.Tuple([spaces.Discrete(2)]))
     with pytest.raises(ValueError, match="no episodes in demonstrations"):
@@ -472,8 +481,8 @@ def test_collect_rejects_bad_arguments():
     with pytest.raises(ValueError, match="n_envs=2 only applies"):
         collect_episodes(lambda obs: obs, make_counter_env(), n_episodes=1, n_envs=2)
     dict_env = gym.make("CartPole-v1")
-    dict_env.observation_space = spaces.Dict({"state": dict_env.observation_space})
-    with pytest.raises(ValueError, match="does not support the observation space Dict"):
+    dict_env.observation_space = spaces.Dict({"state": spaces.Dict({"x": dict_env.observation_space})})
+    with pytest.raises(ValueError, match="cannot encode the key 'state'"):
         collect_episodes(lambda obs: obs, dict_env, n_episodes=1)
 
 

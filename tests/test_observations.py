@@ -15,6 +15,7 @@ from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
 from rate_sb3.data import Episode, load_episodes_npz, save_episodes, validate_episodes
 from rate_sb3.evaluate import FrameStack, evaluate
+from rate_sb3.extractors import CategoricalImageCNN
 from rate_sb3.observations import map_observations
 
 TINY = dict(context_len=2, n_segments=2, d_model=16, n_layers=1, n_heads=2, n_mem_tokens=2, batch_size=4, seed=0)
@@ -246,3 +247,17 @@ def test_predict_rejects_images_it_cannot_read():
         model.predict({"observation": np.full((1, 3, 7, 7), 255.0, np.float32), "prev_reward": prev_reward})
     with pytest.raises(ValueError, match=r"observation 'observation' has shape \(7, 3, 7\).*expects \(3, 7, 7\)"):
         model.predict({"observation": np.zeros((1, 7, 3, 7), np.float32), "prev_reward": prev_reward})
+
+
+def test_categorical_images_need_raw_indices_in_range():
+    grid = spaces.Box(0, 255, (3, 7, 7), np.uint8)  # MiniGrid declares 255; its indices stay below 11
+    kwargs = dict(features_extractor_class=CategoricalImageCNN, features_extractor_kwargs={"n_categories": (11, 6, 3)})
+    with pytest.raises(ValueError, match="normalize_images=False"):
+        RATE("RATEPolicy", _Env(grid, spaces.Discrete(2)), target_return=1.0, policy_kwargs=kwargs, **TINY)
+    kwargs["normalize_images"] = False
+    model = RATE("RATEPolicy", _Env(grid, spaces.Discrete(2)), target_return=1.0, policy_kwargs=kwargs, **TINY)
+    images = np.zeros((1, 3, 7, 7), np.uint8)
+    model.predict({"observation": images, "prev_reward": np.zeros((1, 1))})
+    images[0, 1, 3, 3] = 6
+    with pytest.raises(ValueError, match=r"outside n_categories=\(11, 6, 3\)"):
+        model.predict({"observation": images, "prev_reward": np.zeros((1, 1))})

@@ -19,6 +19,8 @@ from rate_sb3.buffers import hindsight_returns
 from rate_sb3.collect import collect_episodes
 from rate_sb3.encoders import CategoricalHead
 from rate_sb3.envs import make_expert
+from rate_sb3.extractors import CategoricalImageCNN
+from rate_sb3.observations import map_observations, stack_observations
 from rate_sb3.policies import RATEPolicy
 from rate_sb3.wrappers import reward_observation_space
 
@@ -54,10 +56,16 @@ def recorded_step_hidden(policy: RATEPolicy, observations, model_actions: th.Ten
     policy.action_head.act = act
     state, start, prev_reward = None, np.array([True]), 0.0
     for t in range(len(model_actions)):
-        obs = {"observation": observations[t][None], "prev_reward": np.array([[prev_reward]], dtype=np.float32)}
+        step = map_observations(observations, lambda values: values[t][None])  # noqa: B023
+        obs = {**model_observation(step), "prev_reward": np.array([[prev_reward]], dtype=np.float32)}
         _, state = policy.predict(obs, state, start)
         start, prev_reward = np.array([False]), rewards[t]
     return th.cat(recorded)
+
+
+def model_observation(observation) -> dict:
+    """An env observation as RATE's observation lacking only the previous reward."""
+    return observation if isinstance(observation, dict) else {"observation": observation}
 
 
 def record_hidden(policy: RATEPolicy) -> list[th.Tensor]:
@@ -97,7 +105,7 @@ def training_hidden(policy: RATEPolicy, observations, model_actions: th.Tensor, 
     pad = -n_steps % policy.config.segment_len
     pad_to = lambda x: th.cat([x, x.new_zeros(pad, *x.shape[1:])])  # noqa: E731
     return policy.window_hidden(
-        pad_to(th.as_tensor(observations[:n_steps]))[None],
+        map_observations(observations, lambda values: pad_to(th.as_tensor(values[:n_steps]))[None]),
         pad_to(model_actions)[None],
         pad_to(th.as_tensor(hindsight_returns(rewards) * policy.return_scale))[None],
         th.as_tensor(np.arange(n_steps + pad) < n_steps)[None],
@@ -116,20 +124,42 @@ def test_stateful_predict_equals_the_training_forward(mode, mem_len):
     th.testing.assert_close(steps, hidden, atol=1e-4, rtol=1e-4)
 
 
+GRID = spaces.Box(0, 2, (3, 7, 7), np.uint8)  # channels of category indices, as MiniGrid's
+
+
 @pytest.mark.parametrize(
-    "observation_space, action_space",
+    "observation_space, action_space, policy_kwargs",
     [
-        (spaces.Box(-1, 1, (2, 3)), spaces.Box(-2, 2, (2,))),
-        (spaces.Discrete(5), spaces.Discrete(3, start=1)),
-        (spaces.MultiBinary(6), spaces.Box(-1, 1, (1,))),
-        (spaces.Box(0, 255, (3, 7, 7), np.uint8), spaces.Discrete(4)),
+        (spaces.Box(-1, 1, (2, 3)), spaces.Box(-2, 2, (2,)), {}),
+        (spaces.Discrete(5), spaces.Discrete(3, start=1), {}),
+        (spaces.MultiBinary(6), spaces.Box(-1, 1, (1,)), {}),
+        (spaces.MultiDiscrete([3, 4]), spaces.Discrete(2), {}),
+        (spaces.Box(0, 255, (3, 7, 7), np.uint8), spaces.Discrete(4), {}),
+        (
+            spaces.Dict({"image": spaces.Box(0, 255, (3, 7, 7), np.uint8), "direction": spaces.Discrete(4)}),
+            spaces.Discrete(3),
+            {},
+        ),
+        (
+            GRID,
+            spaces.Discrete(3),
+            dict(features_extractor_class=CategoricalImageCNN, features_extractor_kwargs={"n_categories": (3, 3, 3)}),
+        ),
+        (
+            spaces.Dict({"image": GRID, "direction": spaces.Discrete(4)}),
+            spaces.Discrete(3),
+            dict(features_extractor_kwargs={"categorical_images": {"image": (3, 3, 3)}}),
+        ),
     ],
 )
-def test_predict_equals_the_training_forward_in_every_space(observation_space, action_space):
+def test_predict_equals_the_training_forward_in_every_space(observation_space, action_space, policy_kwargs):
     # predict builds a step's tokens its own way (one product over host features, or beside a CNN)
-    policy = RATEPolicy(reward_observation_space(observation_space), action_space, lambda _: 1e-3, **TINY).eval()
+    if "features_extractor_kwargs" in policy_kwargs:
+        policy_kwargs = dict(policy_kwargs, normalize_images=False)
+    space = reward_observation_space(observation_space)
+    policy = RATEPolicy(space, action_space, lambda _: 1e-3, **TINY, **policy_kwargs).eval()
     observation_space.seed(0), action_space.seed(0)
-    observations = np.stack([observation_space.sample() for _ in range(8)])
+    observations = stack_observations([observation_space.sample() for _ in range(8)])
     env_actions = th.as_tensor(np.stack([action_space.sample() for _ in range(7)]))
     model_actions = policy.actions_to_model(env_actions.reshape(1, 7, -1))[0]
     rewards = np.random.default_rng(0).normal(size=7).astype(np.float32)
