@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> dict:
         curriculum=args.curriculum,
         burn_in_segments=args.burn_in_segments,
         seed=args.seed,
-        **ARCHITECTURE,
+        **dict(ARCHITECTURE, context_len=args.context_len),
     )
     pretrain_started = time.perf_counter()
     model.pretrain(args.steps, log_interval=args.steps // 10 or 1)
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> dict:
         "learning_rate": args.lr,
         "curriculum": args.curriculum,
         "burn_in_segments": args.burn_in_segments,
-        "architecture": ARCHITECTURE,
+        "architecture": dict(ARCHITECTURE, context_len=args.context_len),
         "success": success,
         "episodes_per_length": args.episodes,
         "pretrain_seconds": round(pretrain_seconds, 1),
@@ -121,6 +121,12 @@ def main() -> None:
         default=DEFAULT_BURN_IN,
         help=f"segments of memory burn-in before each training window (default: RATE's, {DEFAULT_BURN_IN})",
     )
+    parser.add_argument(
+        "--context-len",
+        type=int,
+        default=ARCHITECTURE["context_len"],
+        help="K, steps per segment: a smaller K with --train-ranges up to 3K - 2 is the same task at a smaller scale",
+    )
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per length")
     parser.add_argument("--eval-t", type=int, nargs="+", default=EVAL_T)
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 steps, 10 episodes, T <= 900")
@@ -132,6 +138,8 @@ def main() -> None:
     name = f"tmaze_{args.mode}_{args.memory_grad}"
     if not args.curriculum:
         name += "_nocurriculum"
+    if args.context_len != ARCHITECTURE["context_len"]:
+        name += f"_K{args.context_len}"
     if args.burn_in_segments != DEFAULT_BURN_IN:
         name += f"_burnin{args.burn_in_segments}"
     if args.train_ranges != list(TRAIN_RANGES):
