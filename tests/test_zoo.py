@@ -27,6 +27,7 @@ from rate_sb3.envs import make_expert
 from rate_sb3.zoo import (
     SAMPLED_KEYS,
     SEARCH_SPACE,
+    command_line_hyperparams,
     convert_rate_params,
     prepare_train_argv,
     register,
@@ -315,6 +316,22 @@ def test_sampler_gives_top_level_arguments_and_converter_reproduces_them(n_actio
         assert convert_rate_params(trial.params) == sampled
         assert (sampled["target_entropy"] < 0) == (n_actions > 0)
         study.tell(trial, 0.0)
+
+
+def test_keys_given_with_params_are_held_fixed_in_a_sweep() -> None:
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
+
+    trial = optuna.create_study().ask()
+    sampled = sample_rate_params(trial, 0, 1, {}, held_fixed={"n_pretrain_steps", "learning_rate"})
+    assert not {"n_pretrain_steps", "learning_rate"} & (set(sampled) | set(trial.params))
+    assert set(sampled) == set(SAMPLED_KEYS) - {"n_pretrain_steps", "learning_rate"}
+    given = ["train.py", "--algo", "rate", "--env", CARTPOLE, "-params", "n_pretrain_steps:500"]
+    argv = prepare_train_argv(given, REPO / "hyperparams")
+    register(held_fixed=command_line_hyperparams(argv))
+    try:
+        assert "n_pretrain_steps" not in HYPERPARAMS_SAMPLER["rate"](optuna.create_study().ask(), 0, 1, {})
+    finally:
+        register()
 
 
 def test_every_sampled_architecture_is_valid() -> None:
