@@ -398,6 +398,7 @@ def wait_for_a_sampled_trial_with_a_heartbeat(storage: str, study_name: str, wor
     pytest.fail(f"no trial sent a heartbeat in {SLOW_MACHINE_TIMEOUT} s")
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # retried_trial_number
 def test_a_killed_workers_trial_is_marked_failed_and_retried(postgres_url: str, workdir: Path) -> None:
     """A worker killed mid-trial: its heartbeat stops, the next worker fails the trial and retries its parameters."""
     worker = start(sweep(postgres_url, "killed", "--n-trials", "1", "-n", "100000", *HEARTBEAT), workdir)
