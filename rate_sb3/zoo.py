@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+from collections.abc import Collection
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +56,21 @@ the sampler cannot use RATE's own default ``0.1 * log(n)``: 0.1 nats is that def
 SAMPLED_KEYS = ("learning_rate", *SEARCH_SPACE, "target_entropy")
 
 
-def register() -> None:
+def register(held_fixed: Collection[str] = ()) -> None:
     """Add RATE to rl_zoo3 (idempotent): ``ALGOS``, ``HYPERPARAMS_SAMPLER`` and ``HYPERPARAMS_CONVERTER``.
 
     Also makes rl_zoo3's sweeps build :class:`~rate_sb3.zoo_sweeps.PretrainingTrialEvalCallback` for their trials
     (a subclass of the ``TrialEvalCallback`` they build, which differs only while RATE pretrains).
+
+    :param held_fixed: keys the sampler leaves alone (``zoo/train.py``: the keys given with ``-params``, which
+        rl_zoo3 would otherwise overwrite with sampled values)
     """
     import rl_zoo3
     from rl_zoo3 import exp_manager, hyperparams_opt
 
     rl_zoo3.ALGOS[ALGO_NAME] = RATE  # the dict shared by rl_zoo3.train, .enjoy and .exp_manager
-    hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO_NAME] = sample_rate_params
+    sampler = partial(sample_rate_params, held_fixed=frozenset(held_fixed)) if held_fixed else sample_rate_params
+    hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO_NAME] = sampler
     hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_rate_params
     exp_manager.TrialEvalCallback = PretrainingTrialEvalCallback  # the name ExperimentManager.objective calls
 
@@ -79,7 +85,11 @@ def target_entropy_choices(n_actions: int) -> list[float]:
 
 
 def sample_rate_params(
-    trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict[str, Any]
+    trial: optuna.Trial,
+    n_actions: int,
+    n_envs: int,
+    additional_args: dict[str, Any],
+    held_fixed: Collection[str] = (),
 ) -> dict[str, Any]:
     """Optuna search space of RATE: top-level constructor arguments only.
 
@@ -91,12 +101,17 @@ def sample_rate_params(
     :param n_actions: action dimension (Box), 0 for Discrete action spaces
     :param n_envs: number of training envs (unused)
     :param additional_args: rl_zoo3's HER information (unused)
+    :param held_fixed: keys not to sample (the YAML entry's or ``-params`` value stays)
     :return: constructor arguments, applied over the YAML entry
     """
-    sampled: dict[str, Any] = {"learning_rate": trial.suggest_float("learning_rate", *LEARNING_RATE_RANGE, log=True)}
+    sampled: dict[str, Any] = {}
+    if "learning_rate" not in held_fixed:
+        sampled["learning_rate"] = trial.suggest_float("learning_rate", *LEARNING_RATE_RANGE, log=True)
     for name, choices in SEARCH_SPACE.items():
-        sampled[name] = trial.suggest_categorical(name, choices)
-    sampled["target_entropy"] = trial.suggest_categorical("target_entropy", target_entropy_choices(n_actions))
+        if name not in held_fixed:
+            sampled[name] = trial.suggest_categorical(name, choices)
+    if "target_entropy" not in held_fixed:
+        sampled["target_entropy"] = trial.suggest_categorical("target_entropy", target_entropy_choices(n_actions))
     return convert_rate_params(sampled)
 
 
@@ -151,6 +166,14 @@ def prepare_train_argv(argv: list[str], config_dir: str | Path) -> list[str]:
             *store_dict_items(entry["env_kwargs"], f"{where}: env_kwargs", "--eval-env-kwargs"),
         ]
     return argv
+
+
+def command_line_hyperparams(argv: list[str]) -> dict[str, Any]:
+    """The hyperparameters given with ``-params`` on a ``zoo/train.py`` command line (after :func:`prepare_train_argv`).
+
+    :param argv: ``sys.argv``
+    """
+    return _parse_args(argv[1:]).hyperparams or {}
 
 
 def _check_storage(storage: str | None) -> None:

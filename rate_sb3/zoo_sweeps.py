@@ -68,16 +68,14 @@ class Heartbeat:
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(self.max_retry)
             heartbeat = dict(heartbeat_interval=self.interval, grace_period=self.grace_period)
             heartbeat.update(heartbeat_stale_trial_callback=retry)
-        for attempt in range(TABLE_CREATION_ATTEMPTS):
+        for _ in range(TABLE_CREATION_ATTEMPTS - 1):
             try:
                 return optuna.storages.RDBStorage(url, **heartbeat)
             except sqlalchemy.exc.IntegrityError:
                 # workers started together race to create Optuna's tables in a new database: the losers find a
                 # half-made schema; once the winner is done, the tables are there
-                if attempt + 1 == TABLE_CREATION_ATTEMPTS:
-                    raise
                 time.sleep(1.0 + random.random())
-        raise AssertionError("unreachable")
+        return optuna.storages.RDBStorage(url, **heartbeat)
 
 
 HEARTBEAT_FLAGS = {"--heartbeat-interval": "interval", "--grace-period": "grace_period", "--max-retry": "max_retry"}

@@ -27,6 +27,7 @@ from rate_sb3.envs import make_expert
 from rate_sb3.zoo import (
     SAMPLED_KEYS,
     SEARCH_SPACE,
+    command_line_hyperparams,
     convert_rate_params,
     prepare_train_argv,
     register,
@@ -347,6 +348,22 @@ def test_sampler_gives_top_level_arguments_and_converter_reproduces_them(n_actio
         study.tell(trial, 0.0)
 
 
+def test_keys_given_with_params_are_held_fixed_in_a_sweep() -> None:
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
+
+    trial = optuna.create_study().ask()
+    sampled = sample_rate_params(trial, 0, 1, {}, held_fixed={"n_pretrain_steps", "learning_rate"})
+    assert not {"n_pretrain_steps", "learning_rate"} & (set(sampled) | set(trial.params))
+    assert set(sampled) == set(SAMPLED_KEYS) - {"n_pretrain_steps", "learning_rate"}
+    given = ["train.py", "--algo", "rate", "--env", CARTPOLE, "-params", "n_pretrain_steps:500"]
+    argv = prepare_train_argv(given, REPO / "hyperparams")
+    register(held_fixed=command_line_hyperparams(argv))
+    try:
+        assert "n_pretrain_steps" not in HYPERPARAMS_SAMPLER["rate"](optuna.create_study().ask(), 0, 1, {})
+    finally:
+        register()
+
+
 def test_every_sampled_architecture_is_valid() -> None:
     for n_heads, d_model in itertools.product(SEARCH_SPACE["n_heads"], SEARCH_SPACE["d_model"]):
         assert d_model % n_heads == 0 and d_model % 2 == 0, (n_heads, d_model)
@@ -358,53 +375,77 @@ def test_every_sampled_architecture_is_valid() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ sweeps on a database
-HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
+HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]  # the killed worker's trial fails 3 s after
+SLOW_MACHINE_TIMEOUT = 900  # seconds: two workers and their imports took over 240 s on a 2-core machine at load 30
 
 
 def sweep(storage: str, study_name: str, *extra: str) -> list[str]:
-    """A zoo/train.py sweep of the offline T-Maze entry on ``storage``, with a heartbeat of 1 s (3 s grace)."""
+    """A zoo/train.py sweep of the offline T-Maze entry on ``storage``."""
     flags = ["-optimize", "--n-evaluations", "2", "--eval-episodes", "2", "--no-optim-plots", "-f", "sweep"]
-    flags += ["--storage", storage, "--study-name", study_name, *HEARTBEAT]
+    flags += ["--storage", storage, "--study-name", study_name]
     return [sys.executable, TRAIN, "--algo", "rate", "--env", TMAZE, "-conf", "tiny.yml", *flags, *extra]
 
 
 def test_two_workers_share_a_postgresql_study(postgres_url: str, workdir: Path) -> None:
     workers = [start(sweep(postgres_url, "two_workers", "--n-trials", "1"), workdir) for _ in range(2)]
-    for worker in workers:
-        output = worker.communicate(timeout=240)[0]
-        assert worker.returncode == 0, output[-3000:]
+    try:
+        for worker in workers:
+            output = worker.communicate(timeout=SLOW_MACHINE_TIMEOUT)[0]
+            assert worker.returncode == 0, output[-3000:]
+    finally:
+        for worker in workers:
+            worker.kill()
     trials = optuna.load_study(study_name="two_workers", storage=postgres_url).trials
     assert [trial.state for trial in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert all(np.isfinite(trial.value) for trial in trials)
 
 
-def wait_for_running_trial(storage: str, study_name: str, worker: subprocess.Popen) -> None:
-    for _ in range(480):
-        if worker.poll() is not None:
-            pytest.fail(f"the worker ended before its trial ran:\n{worker.communicate()[0][-3000:]}")
-        try:
-            trials = optuna.load_study(study_name=study_name, storage=storage).trials
-        except KeyError:  # the worker has not created the study yet
-            trials = []
-        if any(trial.state == optuna.trial.TrialState.RUNNING for trial in trials):
-            return
-        time.sleep(0.5)
-    pytest.fail("no trial started running in 240 s")
+def wait_for_a_sampled_trial_with_a_heartbeat(storage: str, study_name: str, worker: subprocess.Popen) -> None:
+    """Until a running trial has all its parameters and has sent a heartbeat (Optuna fails no trial without one)."""
+    import sqlalchemy
+
+    query = sqlalchemy.text(  # Optuna's schema
+        "SELECT count(*) FROM trial_heartbeats h JOIN trials t ON h.trial_id = t.trial_id "
+        "JOIN studies s ON t.study_id = s.study_id WHERE s.study_name = :name"
+    )
+    engine = sqlalchemy.create_engine(storage)
+    try:
+        for _ in range(2 * SLOW_MACHINE_TIMEOUT):
+            if worker.poll() is not None:
+                pytest.fail(f"the worker ended before its trial ran:\n{worker.communicate()[0][-3000:]}")
+            try:
+                with engine.connect() as connection:
+                    beating = connection.execute(query, {"name": study_name}).scalar()
+                if beating:  # the trial exists; its parameters are sampled inside the objective
+                    (trial,) = optuna.load_study(study_name=study_name, storage=storage).trials
+                    if set(trial.params) == set(SAMPLED_KEYS):
+                        return
+            except sqlalchemy.exc.ProgrammingError:  # the worker has not created Optuna's tables yet
+                pass
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    pytest.fail(f"no trial sent a heartbeat in {SLOW_MACHINE_TIMEOUT} s")
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # retried_trial_number
 def test_a_killed_workers_trial_is_marked_failed_and_retried(postgres_url: str, workdir: Path) -> None:
     """A worker killed mid-trial: its heartbeat stops, the next worker fails the trial and retries its parameters."""
-    worker = start(sweep(postgres_url, "killed", "--n-trials", "1", "-n", "100000"), workdir)
+    worker = start(sweep(postgres_url, "killed", "--n-trials", "1", "-n", "100000", *HEARTBEAT), workdir)
     try:
-        wait_for_running_trial(postgres_url, "killed", worker)
-        time.sleep(2)  # a heartbeat or two
+        wait_for_a_sampled_trial_with_a_heartbeat(postgres_url, "killed", worker)
     finally:
         worker.kill()
         worker.communicate()
     (orphan,) = optuna.load_study(study_name="killed", storage=postgres_url).trials
     assert orphan.state == optuna.trial.TrialState.RUNNING  # until a worker notices
     time.sleep(4)  # longer than the grace period
-    run(sweep(postgres_url, "killed", "--n-trials", "1", "-n", "6"), workdir)
+    next_worker = start(sweep(postgres_url, "killed", "--n-trials", "1", "-n", "6", *HEARTBEAT), workdir)
+    try:
+        output = next_worker.communicate(timeout=SLOW_MACHINE_TIMEOUT)[0]
+        assert next_worker.returncode == 0, output[-3000:]
+    finally:
+        next_worker.kill()
     failed, retry = optuna.load_study(study_name="killed", storage=postgres_url).trials
     assert failed.state == optuna.trial.TrialState.FAIL and retry.state == optuna.trial.TrialState.COMPLETE
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == failed.number
@@ -440,3 +481,16 @@ def test_a_trial_reports_during_pretraining_and_is_pruned_before_acting_online()
     model.learn(20, callback=callback)
     assert callback.is_pruned and model.num_timesteps == 0, "pruned at an online evaluation, not in pretraining"
     assert list(study.trials[0].intermediate_values) == [1] and model._pretrain_steps_done == 5  # half-way
+
+
+def test_a_sweep_of_an_online_entry_reports_during_pretraining_with_params_held_fixed(workdir: Path) -> None:
+    """Reports 1 and 2 come from pretraining, 3 and 4 from the online evaluations; -params keys are not sampled."""
+    held = {"n_pretrain_steps": 4, "batch_size": 4, "context_len": 4, "d_model": 16, "n_layers": 1, "n_heads": 2}
+    held.update(n_mem_tokens=2, gradient_steps=2)
+    flags = ["-optimize", "--n-trials", "1", "--n-evaluations", "2", "--eval-episodes", "1", "--no-optim-plots"]
+    flags += ["--storage", "online.log", "--study-name", "online", "-f", "online_sweep", "-n", "200"]
+    train(workdir, CARTPOLE, *flags, "-params", *(f"{key}:{value}" for key, value in held.items()))
+    backend = optuna.storages.journal.JournalFileBackend(str(workdir / "online.log"))
+    (trial,) = optuna.load_study(study_name="online", storage=optuna.storages.JournalStorage(backend)).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2, 3, 4]
+    assert set(trial.params) == set(SAMPLED_KEYS) - set(held)
