@@ -59,7 +59,7 @@ def load_entry(algo: str, env_id: str) -> dict[str, Any]:
 
 def train_command(args: argparse.Namespace, entry: dict[str, Any], log_folder: Path) -> list[str]:
     command = [sys.executable, "zoo/train.py", "--algo", args.algo, "--env", args.env, "--seed", str(args.seed)]
-    command += ["-f", str(log_folder), "--num-threads", "1", "--eval-episodes", "50"]
+    command += ["-f", shown(log_folder), "--num-threads", "1", "--eval-episodes", "50"]
     if args.quick:
         command += ["-n", str(QUICK_TIMESTEPS), "--eval-freq", "-1", *quick_hyperparams(entry)]
     return command
