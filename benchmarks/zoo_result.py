@@ -59,7 +59,7 @@ def load_entry(algo: str, env_id: str) -> dict[str, Any]:
 
 def train_command(args: argparse.Namespace, entry: dict[str, Any], log_folder: Path) -> list[str]:
     command = [sys.executable, "zoo/train.py", "--algo", args.algo, "--env", args.env, "--seed", str(args.seed)]
-    command += ["-f", str(log_folder), "--num-threads", "1", "--eval-episodes", "50"]
+    command += ["-f", shown(log_folder), "--num-threads", "1", "--eval-episodes", "50"]
     if args.quick:
         command += ["-n", str(QUICK_TIMESTEPS), "--eval-freq", "-1", *quick_hyperparams(entry)]
     return command
@@ -78,11 +78,15 @@ def quick_hyperparams(entry: dict[str, Any]) -> list[str]:
     return ["-params", *store_dict_items(params, "--quick", "-params")] if params else []
 
 
+def repo_env() -> dict[str, str]:
+    """The environment of the subprocesses: this checkout's ``rate_sb3`` first on the path."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+
 def run_bounded(command: list[str], max_minutes: float) -> float:
     """Run ``command`` from the repo root; kill its process group after ``max_minutes``. Returns the wall time."""
     started = time.perf_counter()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    process = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
+    process = subprocess.Popen(command, cwd=REPO, env=repo_env(), start_new_session=True)
     try:
         returncode = process.wait(timeout=max_minutes * 60)
     except subprocess.TimeoutExpired as timeout:
@@ -121,8 +125,7 @@ def evaluate_rate(model_path: Path, env_id: str, env_kwargs: dict[str, Any], epi
     command += [env_id, "--episodes", str(episodes), "--n-envs", str(min(EVAL_ENVS, episodes))]
     if env_kwargs:
         command += ["--env-kwargs", *(f"{key}:{value!r}" for key, value in env_kwargs.items())]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    completed = subprocess.run(command, cwd=REPO, env=repo_env(), capture_output=True, text=True)
     if completed.returncode != 0:
         raise SystemExit(f"error: {' '.join(command)} failed:\n{completed.stderr[-3000:]}")
     result = json.loads(completed.stdout.strip().splitlines()[-1])
