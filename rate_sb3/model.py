@@ -146,12 +146,15 @@ class RATETransformer(nn.Module):
         ``steps`` (a slice). The first ``burn_in_segments`` segments are encoded and run without gradient: they
         only build memory and cache, and W' excludes them.
         """
-        split = burn_in_segments * self.config.segment_len
+        k = self.config.segment_len
+        split = burn_in_segments * k
         memory = cache = cache_valid = None
-        if split:
-            with th.no_grad():
-                burn = self(step_tokens(slice(0, split)).flatten(1, 2), valid[:, :split].repeat_interleave(3, dim=1))
-            memory, cache, cache_valid = burn.memory, burn.cache, burn.cache_valid
+        with th.no_grad():  # a segment at a time: only one segment's frames are encoded at once
+            for start in range(0, split, k):
+                steps = slice(start, start + k)
+                tokens = step_tokens(steps).flatten(1, 2)
+                burn = self(tokens, valid[:, steps].repeat_interleave(3, dim=1), memory, cache, cache_valid)
+                memory, cache, cache_valid = burn.memory, burn.cache, burn.cache_valid
         tokens = step_tokens(slice(split, None))
         out = self(tokens.flatten(1, 2), valid[:, split:].repeat_interleave(3, dim=1), memory, cache, cache_valid)
         return out.hidden.unflatten(1, (-1, 3))[:, :, 1]
