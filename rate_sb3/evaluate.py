@@ -8,7 +8,7 @@ and ``seconds``.
 
 Env wrappers (``--env-wrapper PATH``, repeatable, applied in order, like rl_zoo3's ``env_wrapper``) and the frame
 stack (``--frame-stack N``, rl_zoo3's ``frame_stack``) come from the run folder's ``<env id>/config.yml`` when
-``--model`` was trained by the zoo and the flags are not given.
+``--model`` was trained by the zoo and neither flag is given.
 Images are made channel-first, as Stable-Baselines3 does for training (VecTransposeImage), when the model
 expects it; the previous reward is added to the observation when the model expects it.
 """
@@ -344,12 +344,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     try:
         model = load_model(args.model, args.device)
-        config, env_wrappers = zoo_config(args.model, args.env), args.env_wrapper
-        if env_wrappers is None:
-            env_wrappers = config.get("env_wrapper")
-            if env_wrappers is not None:
-                print(f"env wrappers from the zoo run's config.yml: {env_wrappers}", file=sys.stderr)
-        frame_stack = config.get("frame_stack") if args.frame_stack is None else args.frame_stack
+        env_wrappers, frame_stack = args.env_wrapper, args.frame_stack
+        if env_wrappers is None and frame_stack is None:  # the flags, or else the zoo run's config.yml
+            config = zoo_config(args.model, args.env)
+            env_wrappers, frame_stack = config.get("env_wrapper"), config.get("frame_stack")
+            if env_wrappers is not None or frame_stack is not None:
+                print(
+                    f"from the zoo run's config.yml: env wrappers {env_wrappers}, frame stack {frame_stack}",
+                    file=sys.stderr,
+                )
         result = evaluate(
             model,
             args.env,
