@@ -8,7 +8,6 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.preprocessing import is_image_space, maybe_transpose
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import Schedule
 
@@ -17,6 +16,7 @@ from rate_sb3.encoders import ActionEncoder, ObservationEncoder, StepEncoder, ch
 from rate_sb3.inference import IncrementalInference, SlotStore
 from rate_sb3.model import RATEConfig, RATETransformer
 from rate_sb3.observations import window_steps
+from rate_sb3.predict_inputs import PredictInput
 from rate_sb3.wrappers import (
     OBSERVATION_KEY,
     PREV_REWARD_KEY,
@@ -125,7 +125,7 @@ class RATEPolicy(BasePolicy):
         self.inner_observation_space = inner_space
         self._observation_keys = frozenset(observation_space.spaces)
         named = inner_space.spaces.items() if isinstance(inner_space, spaces.Dict) else [(OBSERVATION_KEY, inner_space)]
-        self._inputs = tuple(_Input.of(key, space) for key, space in named)
+        self._inputs = tuple(PredictInput.of(key, space) for key, space in named)
         self.discrete_actions = isinstance(action_space, spaces.Discrete)
         self.action_dim = 1 if self.discrete_actions else int(np.prod(action_space.shape))
         self.observation_encoder = self._make_observation_encoder()
@@ -372,44 +372,3 @@ class RATEPolicy(BasePolicy):
         if isinstance(rows, th.Tensor):  # the store wrote to copies of these rows
             key_values, layer_inputs, _ = store.buffers
             state.key_values[:, :, :, rows], state.layer_inputs[:, rows] = key_values, layer_inputs
-
-
-class _Input(NamedTuple):
-    """One observation array the policy takes (the observation, or a key of a Dict), with the checks it gets."""
-
-    key: str
-    space: spaces.Space
-    image: bool  # channel-last images are transposed
-    bounded_floats: bool  # float images are checked against their bounds
-
-    @classmethod
-    def of(cls, key: str, space: spaces.Space) -> _Input:
-        bounded_floats = (
-            isinstance(space, spaces.Box)
-            and len(space.shape) == 3
-            and space.dtype.kind == "f"
-            and bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
-        )
-        return cls(key, space, is_image_space(space), bounded_floats)
-
-    def check(self, values: Any, vectorized: bool) -> np.ndarray:
-        """The array as the encoder takes it (n, *shape): channel-first, checked."""
-        values, space = np.asarray(values), self.space
-        if self.image:
-            # channel-last images from an env without VecTransposeImage (rl_zoo3 enjoy) become channel-first
-            values = maybe_transpose(values, space)
-        if not vectorized:
-            values = values[None]
-        if values.shape[1:] != space.shape:
-            raise ValueError(
-                f"RATEPolicy.predict: observation {self.key!r} has shape {values.shape[1:]} per env, the model "
-                f"expects {space.shape}"
-                + (" (channel-first; channel-last images are transposed)" if self.image else "")
-            )
-        if self.bounded_floats and ((values < space.low).any() or (values > space.high).any()):
-            raise ValueError(
-                f"RATEPolicy.predict: image observation {self.key!r} holds values in [{values.min()}, "
-                f"{values.max()}], outside its space's bounds [{space.low.min()}, {space.high.max()}]: scale the "
-                "images as the space declares (e.g. divide by 255 for [0, 1]) or declare the bounds the env gives"
-            )
-        return values
