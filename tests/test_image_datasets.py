@@ -244,3 +244,10 @@ def test_rate_pretrains_from_an_image_dataset_path(tmp_path: Path):
     )
     model.pretrain(2, log_interval=2)
     assert isinstance(model.replay_buffer.demonstrations[0].observations, LazyFrames)
+
+
+def test_lazy_frames_refuse_an_index_numpy_would_not_read_on_the_time_axis(tmp_path):
+    save_episodes(image_episodes(), tmp_path / "demos.h5")
+    lazy = load_demonstrations(tmp_path / "demos.h5")[0].observations
+    with pytest.raises(TypeError, match="index the time axis of LazyFrames by an int, a slice or a 1-D int array"):
+        lazy[np.array([0.5, 1.5])]

@@ -15,7 +15,7 @@ from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
 from rate_sb3.data import Episode, load_episodes_npz, save_episodes, validate_episodes
 from rate_sb3.evaluate import FrameStack, evaluate
-from rate_sb3.extractors import CategoricalImageCNN
+from rate_sb3.extractors import CategoricalImageCNN, DictExtractor
 from rate_sb3.observations import map_observations
 
 TINY = dict(context_len=2, n_segments=2, d_model=16, n_layers=1, n_heads=2, n_mem_tokens=2, batch_size=4, seed=0)
@@ -261,3 +261,18 @@ def test_categorical_images_need_raw_indices_in_range():
     images[0, 1, 3, 3] = 6
     with pytest.raises(ValueError, match=r"outside n_categories=\(11, 6, 3\)"):
         model.predict({"observation": images, "prev_reward": np.zeros((1, 1))})
+
+
+def test_extractor_arguments_that_do_not_fit_the_space_are_named():
+    grid = spaces.Box(0, 255, (3, 7, 7), np.uint8)
+    with pytest.raises(ValueError, match=r"n_categories=\(11, 6\) must give one count per channel .*\(3, 7, 7\)"):
+        CategoricalImageCNN(grid, (11, 6))
+    dict_space = spaces.Dict({"image": grid, "direction": spaces.Discrete(4)})
+    with pytest.raises(ValueError, match=r"categorical_images keys \['grid'\] are not in"):
+        DictExtractor(dict_space, categorical_images={"grid": (11, 6, 3)})
+
+
+def test_a_dict_episode_whose_arrays_differ_in_length_is_refused():
+    observations = {"image": np.zeros((4, 3, 7, 7), np.uint8), "direction": np.zeros(3, np.int64)}
+    with pytest.raises(ValueError, match=r"differ in length: \{'image': 4, 'direction': 3\}"):
+        Episode(observations, np.zeros(3, np.int64), np.zeros(3), True, False)
