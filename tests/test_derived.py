@@ -32,18 +32,19 @@ UPDATES = {
 
 
 @pytest.mark.parametrize("update", UPDATES)
-@pytest.mark.parametrize("with_bias", [False, True])  # one source (the copy of its values is a view) or two
-def test_derived_weights_follow_every_update_and_are_built_once_otherwise(update, with_bias):
-    linear = nn.Linear(4, 3)
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("dtype", [th.float32, th.bfloat16])  # values read as bytes, or flattened (no numpy bf16)
+def test_derived_weights_follow_every_update_and_are_built_once_otherwise(update, with_bias, dtype):
+    linear = nn.Linear(4, 3).to(dtype)
     sources = [(linear, "weight")] + ([(linear, "bias")] if with_bias else [])
     derived, builds = counted_double(linear, sources)
     like = th.zeros(())
     with th.inference_mode():
         for _ in range(3):
-            th.testing.assert_close(derived(like), 2 * linear.weight)
+            th.testing.assert_close(derived(like), 2 * linear.weight.to(like))
         UPDATES[update](linear)
         for _ in range(3):
-            th.testing.assert_close(derived(like), 2 * linear.weight, equal_nan=True)
+            th.testing.assert_close(derived(like), 2 * linear.weight.to(like), equal_nan=True)
     assert builds[0] == 2
 
 
