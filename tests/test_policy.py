@@ -1,6 +1,7 @@
 """RATEPolicy: stateful predict against the training forward, batching, spaces and bad input."""
 
 import copy
+import math
 import pickle
 import threading
 from collections import defaultdict
@@ -17,7 +18,7 @@ from stable_baselines3.common.utils import polyak_update
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
 from rate_sb3.collect import collect_episodes
-from rate_sb3.encoders import CategoricalHead
+from rate_sb3.encoders import CategoricalHead, SquashedGaussianHead
 from rate_sb3.envs import make_expert
 from rate_sb3.extractors import CategoricalImageCNN
 from rate_sb3.observations import map_observations, stack_observations
@@ -198,6 +199,26 @@ def test_categorical_head_acts_with_its_current_weight():
                 if update is not None:
                     update()
                 th.testing.assert_close(head.act(like, deterministic=True), head.linear(hidden).argmax(-1))
+
+
+def test_sampled_actions_follow_the_heads_distributions():
+    # 20,000 draws per row: each frequency within 0.015 of its probability, moments within 0.03 of the Normal's
+    th.manual_seed(0)
+    hidden = th.randn(3, 8)
+    with th.no_grad():
+        categorical = CategoricalHead(8, 4)
+        draws = categorical.act(hidden.repeat(20_000, 1), deterministic=False).view(20_000, 3)
+        frequencies = th.stack([(draws == a).double().mean(0) for a in range(4)], -1)
+        th.testing.assert_close(frequencies, categorical.linear(hidden).softmax(-1).double(), atol=0.015, rtol=0)
+
+        gaussian = SquashedGaussianHead(8, 2)
+        actions = gaussian.act(hidden.repeat(20_000, 1), deterministic=False).view(20_000, 3, 2)
+        normal = gaussian._normal(hidden)
+        for k in (-1.0, 0.0, 1.0):  # the share of actions at or below tanh(mean + k std) is the Normal's CDF at k
+            below = (actions <= th.tanh(normal.mean + k * normal.stddev)).double().mean(0)
+            th.testing.assert_close(
+                below, th.full_like(below, 0.5 * (1 + math.erf(k / math.sqrt(2)))), atol=0.015, rtol=0
+            )
 
 
 def _perturbed(policy: RATEPolicy) -> dict[str, th.Tensor]:
