@@ -127,10 +127,20 @@ class ObservationEncoder(nn.Module):
         """Tokens (n, d) of host observations (n, *shape), or a dict of them."""
         return self(map_observations(observations, lambda array: th.as_tensor(array, device=device)))
 
-    def steps(self, observations: th.Tensor | dict[str, th.Tensor]) -> th.Tensor:
-        """Tokens (B, W, d) of the observations of windows (B, W, *shape), or a dict of them."""
+    def steps(self, observations: th.Tensor | dict[str, th.Tensor], valid: th.Tensor | None = None) -> th.Tensor:
+        """Tokens (B, W, d) of the observations of windows (B, W, *shape), or a dict of them.
+
+        With images and ``valid`` (B, W), only the valid steps are encoded and the padding's tokens are zeros: no
+        loss reads them, and windows of short episodes are mostly padding, which costs a CNN as much as frames.
+        """
         first = next(iter(observations.values())) if isinstance(observations, dict) else observations
-        return self(map_observations(observations, lambda steps: steps.flatten(0, 1))).unflatten(0, first.shape[:2])
+        flat = map_observations(observations, lambda steps: steps.flatten(0, 1))
+        if not self.images or valid is None or bool(valid.all()):
+            return self(flat).unflatten(0, first.shape[:2])
+        chosen = valid.flatten()
+        tokens = self(map_observations(flat, lambda steps: steps[chosen]))
+        all_tokens = tokens.new_zeros(len(chosen), tokens.shape[-1]).index_put((chosen,), tokens)
+        return all_tokens.unflatten(0, first.shape[:2])
 
 
 def _check_channels_first(space: spaces.Space) -> None:

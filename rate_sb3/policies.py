@@ -197,10 +197,15 @@ class RATEPolicy(BasePolicy):
 
     # ----------------------------------------------------------- training
     def encode(
-        self, observations: th.Tensor, model_actions: th.Tensor, returns_to_go: th.Tensor
+        self,
+        observations: th.Tensor,
+        model_actions: th.Tensor,
+        returns_to_go: th.Tensor,
+        valid: th.Tensor | None = None,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """Return, observation and action tokens (B, W, d) of (B, W, ...) inputs."""
-        obs_tokens = self.observation_encoder.steps(observations)
+        """Return, observation and action tokens (B, W, d) of (B, W, ...) inputs; ``valid`` (B, W): the steps
+        that are not padding (image padding is not encoded)."""
+        obs_tokens = self.observation_encoder.steps(observations, valid)
         action_tokens = self.action_encoder(model_actions)
         return_tokens = self.return_encoder(returns_to_go[..., None].float())
         return return_tokens, obs_tokens, action_tokens
@@ -224,7 +229,8 @@ class RATEPolicy(BasePolicy):
         """
 
         def step_tokens(steps: slice) -> th.Tensor:
-            tokens = self.encode(window_steps(observations, steps), model_actions[:, steps], returns_to_go[:, steps])
+            observations_there = window_steps(observations, steps)
+            tokens = self.encode(observations_there, model_actions[:, steps], returns_to_go[:, steps], valid[:, steps])
             return th.stack(tokens, 2)
 
         return self.transformer.window_outputs(step_tokens, valid, burn_in_segments)

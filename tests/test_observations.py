@@ -15,7 +15,7 @@ from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
 from rate_sb3.data import Episode, load_episodes_npz, save_episodes, validate_episodes
 from rate_sb3.evaluate import FrameStack, evaluate
-from rate_sb3.extractors import CategoricalImageCNN, DictExtractor
+from rate_sb3.extractors import CategoricalImageCNN, DictExtractor, TiledImageCNN
 from rate_sb3.observations import map_observations
 
 TINY = dict(context_len=2, n_segments=2, d_model=16, n_layers=1, n_heads=2, n_mem_tokens=2, batch_size=4, seed=0)
@@ -155,6 +155,24 @@ def test_frame_stacked_predict_equals_the_training_forward(dict_observations):
     assert result["mean_length"] == LENGTH
 
 
+def test_image_padding_is_not_encoded():
+    # windows of short episodes are mostly padding: the CNN sees the valid frames only, with the same tokens
+    model = RATE("RATEPolicy", CUE_ENV, demonstrations=channel_first(cue_episodes(2)), **TINY)
+    encoder, frames_seen = model.policy.observation_encoder, []
+    encoder.net[0].register_forward_hook(lambda module, inputs, output: frames_seen.append(len(output)))
+    rng = np.random.default_rng(0)
+    observations = {
+        "image": th.as_tensor(rng.integers(0, 256, (3, 4, 3, 7, 7)), dtype=th.uint8),
+        "vector": th.as_tensor(rng.standard_normal((3, 4, 2)), dtype=th.float32),
+    }
+    valid = th.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=th.bool)
+    with th.no_grad():
+        tokens, all_tokens = encoder.steps(observations, valid), encoder.steps(observations)
+    assert frames_seen == [8, 12]
+    th.testing.assert_close(tokens[valid], all_tokens[valid])
+    assert not tokens[~valid].any()
+
+
 def test_evaluate_stacks_frames_as_vec_frame_stack():
     make = lambda: PrevRewardWrapper(CueEnv())  # noqa: E731
     vec_env, env = VecFrameStack(DummyVecEnv([make]), 3), FrameStack(make(), 3)
@@ -270,6 +288,21 @@ def test_extractor_arguments_that_do_not_fit_the_space_are_named():
     dict_space = spaces.Dict({"image": grid, "direction": spaces.Discrete(4)})
     with pytest.raises(ValueError, match=r"categorical_images keys \['grid'\] are not in"):
         DictExtractor(dict_space, categorical_images={"grid": (11, 6, 3)})
+    with pytest.raises(ValueError, match=r"images of 7x7 pixels are not a grid of 8x8 tiles: give the tile_size"):
+        TiledImageCNN(grid)
+
+
+def test_tiled_image_cnn_reads_each_tile_once():
+    # MiniGrid's RGB view: 7x7 tiles of 8x8 pixels; a change inside one tile moves only that tile's features
+    extractor = TiledImageCNN(spaces.Box(0, 255, (3, 56, 56), np.uint8), tile_size=8)
+    images = th.rand(2, 3, 56, 56)
+    changed = images.clone()
+    changed[:, :, 8:16, 16:24] = th.rand(2, 3, 8, 8)
+    with th.no_grad():
+        tiles, changed_tiles = extractor.tiles(images), extractor.tiles(changed)
+        assert extractor(images).shape == (2, extractor.features_dim)
+    moved = (tiles != changed_tiles).any(1).any(0)
+    assert moved.shape == (7, 7) and moved.nonzero().tolist() == [[1, 2]]
 
 
 def test_a_dict_episode_whose_arrays_differ_in_length_is_refused():
