@@ -5,7 +5,9 @@ a log folder under ``benchmarks/runs/`` (git-ignored), then scores the saved mod
 seeded episodes with ``rate_sb3.evaluate`` on the entry's ``env_kwargs`` (T-Maze also at T = 150, 900 and 9,600),
 and writes ``benchmarks/results/zoo_<env>_<algo>_seed<S>.json``: the command lines, the commit, the budget, the
 evaluations, the zoo's own last evaluation (EvalCallback) and the wall times. ``--quick`` trains a few steps
-(``..._quick.json``): a smoke run, not a result.
+(``..._quick.json``): a smoke run, not a result. ``--conf-file`` trains another config's entry (its stem then
+joins the name, e.g. ``zoo_MiniGrid-MemoryS7-v0_rate_rate_pixels_seed0.json``) and ``--mode dt`` runs a RATE
+entry as a Decision Transformer on the same data and budget (``..._dt_seed0.json``).
 
 RATE models are scored by the ``python -m rate_sb3.evaluate`` command recorded in the JSON. RecurrentPPO models
 cannot be loaded by that command (it loads RATE), so they are scored in this process by the same
@@ -45,11 +47,15 @@ QUICK_TIMESTEPS, QUICK_PRETRAIN_STEPS, QUICK_DEMONSTRATIONS, QUICK_EPISODES = 64
 EXTRA_EVALUATIONS = {"TMaze-v0": [{"corridor_length": 148}, {"corridor_length": 898}, {"corridor_length": 9598}]}
 
 
-def load_entry(algo: str, env_id: str) -> dict[str, Any]:
-    """The entry of ``hyperparams/<algo>.yml`` for ``env_id``; an env without its own entry is an error."""
+def config_path(args: argparse.Namespace) -> Path:
+    """``--conf-file``, or the algorithm's own ``hyperparams/<algo>.yml``."""
+    return (args.conf_file or REPO / "hyperparams" / f"{args.algo}.yml").resolve()
+
+
+def load_entry(path: Path, env_id: str) -> dict[str, Any]:
+    """The entry of the config file ``path`` for ``env_id``; an env without its own entry is an error."""
     from rate_sb3.zoo_checks import load_config
 
-    path = REPO / "hyperparams" / f"{algo}.yml"
     config = load_config(str(path))
     if env_id not in config:
         entries = sorted(key for key in config if key != "default")
@@ -60,22 +66,33 @@ def load_entry(algo: str, env_id: str) -> dict[str, Any]:
 def train_command(args: argparse.Namespace, entry: dict[str, Any], log_folder: Path) -> list[str]:
     command = [sys.executable, "zoo/train.py", "--algo", args.algo, "--env", args.env, "--seed", str(args.seed)]
     command += ["-f", shown(log_folder), "--num-threads", "1", "--eval-episodes", "50"]
+    command += ["--conf-file", shown(config_path(args))]
     if args.quick:
-        command += ["-n", str(QUICK_TIMESTEPS), "--eval-freq", "-1", *quick_hyperparams(entry)]
-    return command
+        command += ["-n", str(QUICK_TIMESTEPS), "--eval-freq", "-1"]
+    return command + hyperparams(args, entry)
 
 
-def quick_hyperparams(entry: dict[str, Any]) -> list[str]:
-    """``-params`` for a smoke run: a few pretraining steps and demonstrations, which are not cached."""
+def hyperparams(args: argparse.Namespace, entry: dict[str, Any]) -> list[str]:
+    """One ``-params`` flag (rl_zoo3 keeps the last): ``--mode``, and for a smoke run a few pretraining steps
+    and demonstrations, which are not cached."""
     from rate_sb3.zoo import store_dict_items
 
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {"mode": args.mode} if args.mode else {}
+    if not args.quick:
+        return ["-params", *store_dict_items(params, "--mode", "-params")] if params else []
     if "n_pretrain_steps" in entry:
         params["n_pretrain_steps"] = QUICK_PRETRAIN_STEPS
     if isinstance(entry.get("demonstrations"), dict):
         spec = {k: v for k, v in entry["demonstrations"].items() if k != "cache"}
         params["demonstrations"] = {**spec, "n_episodes": QUICK_DEMONSTRATIONS}
     return ["-params", *store_dict_items(params, "--quick", "-params")] if params else []
+
+
+def result_name(args: argparse.Namespace) -> str:
+    """``zoo_<env>_<algo>[_<config>][_<mode>]_seed<S>[_quick]``: the config named where it is not the algo's own."""
+    config = config_path(args).stem
+    parts = ["zoo", args.env, args.algo, *([config] if config != args.algo else []), *filter(None, [args.mode])]
+    return "_".join(parts) + f"_seed{args.seed}" + ("_quick" if args.quick else "")
 
 
 def repo_env() -> dict[str, str]:
@@ -190,14 +207,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="env id with an entry in hyperparams/ALGO.yml")
     parser.add_argument("--algo", required=True, choices=ALGOS)
+    parser.add_argument("--conf-file", type=Path, default=None, help="default: hyperparams/ALGO.yml")
+    parser.add_argument("--mode", default=None, help="RATE's mode for this run (e.g. dt), over the entry's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="smoke run: a few steps, 10 evaluation episodes")
     parser.add_argument("--max-minutes", type=float, default=240.0, help="stop training after this; no JSON")
     parser.add_argument("--log-folder", type=Path, default=None, help="default: benchmarks/runs/<name>")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    entry = load_entry(args.algo, args.env)
-    name = f"zoo_{args.env}_{args.algo}_seed{args.seed}{'_quick' if args.quick else ''}"
+    if args.mode and args.algo != "rate":
+        parser.error("--mode is RATE's (rate, dt, rmt, trxl): use it with --algo rate")
+    entry = load_entry(config_path(args), args.env)
+    name = result_name(args)
     log_folder = (args.log_folder or RUNS / name).resolve()
     started_at = commit()
     command = train_command(args, entry, log_folder)
@@ -217,6 +238,8 @@ def main() -> None:
         "train_command": shlex.join(["python", *command[1:]]),
         "run_folder": shown(run),
         "n_timesteps": QUICK_TIMESTEPS if args.quick else int(entry["n_timesteps"]),
+        "conf_file": shown(config_path(args)),
+        "mode": args.mode or entry.get("mode", "rate"),
         "online": entry.get("online", True),
         "n_pretrain_steps": QUICK_PRETRAIN_STEPS
         if args.quick and "n_pretrain_steps" in entry
