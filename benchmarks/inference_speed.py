@@ -86,11 +86,18 @@ class RecomputeWindow:
         return self.policy.embed(self.observations[:, :n_steps], self.actions[:, :n_steps], self.returns[:, :n_steps])
 
     def _run_window(self, tokens: th.Tensor) -> tuple[KeyValueStore, th.Tensor]:
-        """A fresh store with the read tokens and the window's ``tokens``; their outputs."""
+        """A fresh store with the read tokens and the window's ``tokens``; their outputs.
+
+        The window's tokens run together through the training path's layers (:meth:`RATETransformer.run_tokens`),
+        with the attention worked out from their indices in X, into the slots that incremental inference gives them.
+        """
         store = self.inference.empty_store(len(tokens), tokens)
         self.inference.begin_segment(store, self.memory, None)
         token_idx = self.config.n_mem_tokens + th.arange(tokens.shape[1], device=tokens.device)
-        return store, self.inference.run(store, tokens, token_idx.expand(len(tokens), -1))
+        transformer = self.policy.transformer
+        pattern, relative_keys = transformer.attention(token_idx, store, tokens)
+        slots = store.patterns.x_slots[token_idx].expand(len(tokens), -1)
+        return store, transformer.run_tokens(tokens, store, pattern, relative_keys, slots)
 
     def _write_memory(self) -> th.Tensor:
         tokens = self._window_tokens(self.config.segment_len)

@@ -259,13 +259,6 @@ class IncrementalInference:
             next_cache, next_valid = self.transformer.next_cache(cache, cache_valid, layer_inputs, x_valid)
         return next_memory, next_cache, next_valid
 
-    def run(self, store: KeyValueStore, tokens: th.Tensor, token_idx: th.Tensor) -> th.Tensor:
-        """Run tokens (B, n, d) at any X indices (B, n), with their attention worked out from the indices."""
-        transformer = self.transformer
-        pattern, relative_keys = transformer.attention(token_idx, store, tokens)
-        hidden = transformer.input_drop(tokens)
-        return transformer.run_tokens(hidden, store, pattern, relative_keys, self._slots(token_idx))
-
     def _attend(self, store: SlotStore, tokens: th.Tensor, index: th.Tensor, slots, n_keys: int) -> th.Tensor:
         """:meth:`RATETransformer.run_tokens` in eval mode for tokens (B, q, d) at ``slots``, in few calls.
 
