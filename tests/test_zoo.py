@@ -295,6 +295,18 @@ def test_checks_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         prepare_train_argv(base, REPO / "hyperparams")
 
 
+def test_a_postgresql_storage_without_its_driver_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    for driver in ("psycopg", "psycopg2"):  # SQLAlchemy's default for postgresql:// (2.1: psycopg; before: psycopg2)
+        monkeypatch.setitem(sys.modules, driver, None)  # its import fails, as when it is not installed
+    storage = "postgresql://user:secret@localhost:5432/sweeps"
+    argv = ["train.py", "--algo", "rate", "--env", TMAZE, "--storage", storage, "--study-name", "s"]
+    with pytest.raises(ZooConfigError) as raised:
+        prepare_train_argv(argv, REPO / "hyperparams")
+    message = str(raised.value)
+    assert "--storage postgresql://..." in message and "pip install 'psycopg[binary]'" in message
+    assert "secret" not in message
+
+
 def test_argv_conf_file_and_eval_env_kwargs() -> None:
     register()
     conf = ["--conf-file", str(REPO / "hyperparams" / "rate.yml")]
