@@ -33,7 +33,8 @@ from common import INFERENCE_ARCHITECTURE, RESULTS, machine_info, observation_ba
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.attention import KeyValueStore
 from rate_sb3.evaluate import evaluate
-from rate_sb3.policies import RATEPolicy, RATEState
+from rate_sb3.policies import RATEPolicy
+from rate_sb3.stepping import RATEState
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -55,7 +56,7 @@ class RecomputeWindow:
 
     def __init__(self, policy: RATEPolicy, n_envs: int) -> None:
         policy.set_training_mode(False)
-        self.policy, self.inference, self.config = policy, policy.inference, policy.config
+        self.policy, self.inference, self.config = policy, policy.stepper.inference, policy.config
         k = self.config.segment_len
         self.device = device = policy.device
         self.observations = th.zeros(n_envs, k, *policy.inner_observation_space.shape, device=device)
@@ -208,15 +209,16 @@ def transformer_step_only(policy: RATEPolicy, repeats: int) -> dict:
     """Per-step time of the transformer's incremental step alone, 1 env, over one segment: the floor of
     ``predict`` (which adds the encoders, the action head, the state bookkeeping and the numpy conversion)."""
     k, times = policy.config.segment_len, np.zeros((repeats + 1, policy.config.segment_len))
+    inference = policy.stepper.inference
     with th.inference_mode():
         state = policy.initial_state(1)
-        store = policy.inference.store(state.key_values, state.layer_inputs, state.key_valid)
+        store = inference.store(state.key_values, state.layer_inputs, state.key_valid)
         tokens = th.randn(1, 3, policy.config.d_model)
         for r in range(repeats + 1):  # the first repeat warms up and is dropped
-            policy.inference.begin_segment(store, state.memory, state.cache)
+            inference.begin_segment(store, state.memory, state.cache)
             for phase in range(k):
                 started = time.perf_counter()
-                policy.inference.step(store, tokens, phase)
+                inference.step(store, tokens, phase)
                 times[r, phase] = time.perf_counter() - started
     return {"ms_per_step": ms(np.median(times[1:], axis=0).mean())}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -13,10 +13,11 @@ from stable_baselines3.common.type_aliases import Schedule
 
 from rate_sb3.critic import HistoryCritic
 from rate_sb3.encoders import ActionEncoder, ObservationEncoder, StepEncoder, check_spaces, make_action_head
-from rate_sb3.inference import IncrementalInference, SlotStore
+from rate_sb3.inference import IncrementalInference
 from rate_sb3.model import RATEConfig, RATETransformer
 from rate_sb3.observations import window_steps
 from rate_sb3.predict_inputs import PredictInput
+from rate_sb3.stepping import RATEState, SegmentStepper
 from rate_sb3.wrappers import (
     OBSERVATION_KEY,
     PREV_REWARD_KEY,
@@ -25,38 +26,6 @@ from rate_sb3.wrappers import (
     has_reward_feedback,
     newest_reward,
 )
-
-
-class RATEState(NamedTuple):
-    """Per-env inference state, passed back to ``predict`` like an LSTM state and updated in place.
-
-    The model's part is tensors on the policy's device (keys and values layer and head first, see
-    :meth:`rate_sb3.inference.IncrementalInference.empty_buffers`), made under ``torch.inference_mode``:
-    change them only through ``predict``, or on a copy. The counters and the last action stay on the host, so
-    that ``predict`` finds segment boundaries without waiting for the device and builds the next step's tokens
-    there.
-    """
-
-    memory: th.Tensor  # (n, m, d) memory of the current segment
-    key_values: th.Tensor  # (layers, 2, heads, n, slots, d_head) keys and values of the cache and segment so far
-    layer_inputs: th.Tensor  # (layers, n, slots, d) layer inputs, kept only when mem_len > 0
-    cache: th.Tensor  # (n, layers, mem_len, d) hidden-state cache
-    key_valid: th.Tensor  # (n, slots) bool, False at empty cache slots
-    last_action: np.ndarray  # (n, action_dim) the model action returned at the previous step
-    step: np.ndarray  # (n,) env steps taken in the current episode
-    return_to_go: np.ndarray  # (n,) scaled return-to-go of the current step
-
-    def repeat(self, repeats: int) -> RATEState:
-        """A copy with every env repeated ``repeats`` times (for instance one env's state for a batch)."""
-        env_dims = {"key_values": 3, "layer_inputs": 1}
-        return RATEState(
-            *(
-                np.repeat(value, repeats, axis=0)
-                if isinstance(value, np.ndarray)
-                else value.repeat_interleave(repeats, dim=env_dims.get(name, 0))
-                for name, value in self._asdict().items()
-            )
-        )
 
 
 class RATEPolicy(BasePolicy):
@@ -132,7 +101,7 @@ class RATEPolicy(BasePolicy):
         self.action_encoder = ActionEncoder(action_space, d)
         self.return_encoder = th.nn.Linear(1, d)
         self.transformer = RATETransformer(self.config)
-        self.inference = IncrementalInference(self.transformer)
+        self.stepper = SegmentStepper(IncrementalInference(self.transformer))
         self.step_encoder = StepEncoder(self.action_encoder, self.return_encoder, self.observation_encoder)
         self.action_head = make_action_head(action_space, d)
         self.critic = HistoryCritic(self._make_observation_encoder(), action_space, self.config) if critic else None
@@ -173,7 +142,7 @@ class RATEPolicy(BasePolicy):
 
     @property
     def device(self) -> th.device:
-        """The parameters' device (``predict`` reads it at every step; SB3's property walks all modules)."""
+        """The parameters' device (SB3's property walks all modules to find it)."""
         return self.transformer.initial_memory.device
 
     # ------------------------------------------------------------ actions
@@ -237,18 +206,8 @@ class RATEPolicy(BasePolicy):
 
     # ---------------------------------------------------------- inference
     def initial_state(self, n_envs: int) -> RATEState:
-        cfg, like = self.config, self.transformer.initial_memory
-        key_values, layer_inputs, key_valid = self.inference.empty_buffers(n_envs, like)
-        return RATEState(
-            memory=like.new_zeros(n_envs, cfg.n_mem_tokens, cfg.d_model),
-            key_values=key_values,
-            layer_inputs=layer_inputs,
-            cache=like.new_zeros(n_envs, cfg.n_layers, cfg.mem_len, cfg.d_model),
-            key_valid=key_valid,
-            last_action=np.zeros((n_envs, self.action_dim), np.float32),
-            step=np.zeros(n_envs, np.int64),
-            return_to_go=np.zeros(n_envs, np.float32),
-        )
+        """A state of ``n_envs`` envs for :meth:`predict`, each to be started by its first call."""
+        return self.stepper.initial_state(n_envs, self.action_dim)
 
     def predict(
         self,
@@ -305,28 +264,15 @@ class RATEPolicy(BasePolicy):
     def _act(
         self, observations: np.ndarray, prev_reward: np.ndarray, state: RATEState, starts: np.ndarray, deterministic
     ) -> np.ndarray:
-        # With one env a step costs calls, not arithmetic: the bookkeeping makes few array calls (one env's phase
-        # is a Python int).
-        return_to_go, step, k = state.return_to_go, state.step, self.config.segment_len  # names for in-place updates
+        return_to_go = state.return_to_go  # a name for the in-place updates
         return_to_go -= prev_reward if self.return_scale == 1 else prev_reward * self.return_scale
         if np.count_nonzero(starts):  # restarted envs get the target return here
             self._restart(state, starts)
         if self.return_to_go_cap is not None:
             np.minimum(return_to_go, self.return_to_go_cap * self.return_scale, out=return_to_go)
         tokens = self.step_encoder(state.last_action, return_to_go, observations, state.memory)  # its dtype, device
-        one_env = len(step) == 1
-        phase, read_memory = int(step[0]) % k if one_env else step % k, None
-        if (phase == 0) if one_env else not phase.all():
-            segment_starts = step % k == 0
-            # a step's first token embeds the previous action: at phase 0, the last action of the segment
-            self._end_segments(state, np.flatnonzero(segment_starts & (step > 0)), tokens[:, :1])
-            read_with_step = bool(segment_starts.all() and self.config.n_mem_tokens)  # one call fewer
-            self._begin_segments(state, np.flatnonzero(segment_starts), read=not read_with_step)
-            read_memory = state.memory if read_with_step else None
-        store = self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
-        hidden = self.inference.step(store, tokens, phase, read_memory)[:, 2]
+        hidden = self.stepper.advance(state, tokens)
         actions = self.action_head.act(hidden, deterministic).numpy(force=True)
-        step += 1
         if self.discrete_actions:
             state.last_action[:, 0] = actions
         else:
@@ -334,47 +280,6 @@ class RATEPolicy(BasePolicy):
         return actions
 
     def _restart(self, state: RATEState, starts: np.ndarray) -> None:
-        rows = th.as_tensor(np.flatnonzero(starts), device=self.device)
-        state.step[starts] = 0
+        self.stepper.restart(state, starts)
         state.return_to_go[starts] = self.target_return * self.return_scale
-        state.memory[rows] = self.transformer.initial_memory.to(state.memory.dtype)
-        state.key_valid[rows, : self.config.mem_len] = False
         state.last_action[starts] = 0.0
-
-    def _rows(self, envs: np.ndarray, n_envs: int) -> slice | th.Tensor:
-        """Index of ``envs`` in the state's tensors: a slice when it is all of them (views, not copies)."""
-        return slice(None) if len(envs) == n_envs else th.as_tensor(envs, device=self.device)
-
-    def _store(self, state: RATEState, rows: slice | th.Tensor) -> SlotStore:
-        """The inference store of some envs (copies of their rows, unless ``rows`` is all of them)."""
-        if isinstance(rows, slice):  # the state's own buffers, whose store the inference keeps between calls
-            return self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
-        copies = state.key_values[:, :, :, rows], state.layer_inputs[:, rows], state.key_valid[rows]
-        return self.inference.store(*copies, keep=False)
-
-    def _end_segments(self, state: RATEState, envs: np.ndarray, action_tokens: th.Tensor) -> None:
-        """Run the segment's last action (its token among every env's ``action_tokens`` (n, 1, d)) and the write
-        tokens; keep the next memory and cache."""
-        if not len(envs):
-            return
-        rows = self._rows(envs, len(state.step))
-        store = self._store(state, rows)
-        last_action = action_tokens[rows]
-        memory, cache, cache_valid = self.inference.end_segment(
-            store, last_action, state.memory[rows], state.cache[rows]
-        )
-        if memory is not None:
-            state.memory[rows] = memory
-        if cache is not None:
-            state.cache[rows] = cache
-            state.key_valid[rows, : self.config.mem_len] = cache_valid
-
-    def _begin_segments(self, state: RATEState, envs: np.ndarray, read: bool) -> None:
-        if not len(envs):
-            return
-        rows = self._rows(envs, len(state.step))
-        store = self._store(state, rows)
-        self.inference.begin_segment(store, state.memory[rows], state.cache[rows], read)
-        if isinstance(rows, th.Tensor):  # the store wrote to copies of these rows
-            key_values, layer_inputs, _ = store.buffers
-            state.key_values[:, :, :, rows], state.layer_inputs[:, rows] = key_values, layer_inputs
