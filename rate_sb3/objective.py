@@ -110,11 +110,3 @@ def check_finite(terms: LossTerms, step: int, phase: str) -> None:
             f"{phase} loss is not finite at step {step}: loss={terms.loss.item()}, nll={terms.nll.item()}, "
             f"entropy={terms.entropy.item()}; lower the learning rate or check the demonstrations for NaN"
         )
-
-
-def warmup_then_linear_decay(step: int, warmup_steps: int, total_steps: int, end_factor: float) -> float:
-    """Learning-rate factor: linear warm-up to 1, then linear decay to ``end_factor`` at ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 1.0 + (end_factor - 1.0) * min(1.0, progress)

@@ -15,7 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule
-from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule, safe_mean
+from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 
 from rate_sb3.architecture import RATEConfig
@@ -26,6 +26,7 @@ from rate_sb3.objective import EntropyMask
 from rate_sb3.policies import RATEPolicy
 from rate_sb3.return_conditioned import ReturnConditionedAlgorithm, pretrain_hooks
 from rate_sb3.rollout import OpenEpisodes
+from rate_sb3.schedules import plain_schedule
 from rate_sb3.temperature import EntropyTemperature, parse_ent_coef, parse_target_entropy
 from rate_sb3.wrappers import WRAP_HINT, PrevRewardWrapper, env_observation_space, has_reward_feedback
 
@@ -437,12 +438,3 @@ def _reward_wrapped(env: gym.Env) -> bool:
             return True
         env = env.env
     return False
-
-
-def plain_schedule(learning_rate: float | Schedule) -> float | Schedule:
-    """Replace rl_zoo3's schedule objects with SB3's, so that saved zips load without rl_zoo3 installed."""
-    if type(learning_rate).__module__.startswith("rl_zoo3") and hasattr(learning_rate, "initial_value"):
-        initial = float(learning_rate.initial_value)
-        linear = "Linear" in type(learning_rate).__name__
-        return LinearSchedule(initial, 0.0, 1.0) if linear else ConstantSchedule(initial)
-    return learning_rate

@@ -18,8 +18,9 @@ from rate_sb3.critic import AdvantageWeighting
 from rate_sb3.data import Episode
 from rate_sb3.demonstrations import DemonstrationSource, resolve_demonstrations
 from rate_sb3.importing import import_callable
-from rate_sb3.objective import EntropyMask, check_finite, warmup_then_linear_decay, window_loss
+from rate_sb3.objective import EntropyMask, check_finite, window_loss
 from rate_sb3.policies import RATEPolicy
+from rate_sb3.schedules import warmup_then_linear_decay
 from rate_sb3.wrappers import env_observation_space
 
 SelfAlgorithm = TypeVar("SelfAlgorithm", bound="ReturnConditionedAlgorithm")
