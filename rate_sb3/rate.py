@@ -7,7 +7,6 @@ import time
 from dataclasses import fields
 from typing import Any, ClassVar, TypeVar
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -28,7 +27,7 @@ from rate_sb3.return_conditioned import ReturnConditionedAlgorithm, pretrain_hoo
 from rate_sb3.rollout import OpenEpisodes
 from rate_sb3.schedules import plain_schedule
 from rate_sb3.temperature import EntropyTemperature, parse_ent_coef, parse_target_entropy
-from rate_sb3.wrappers import WRAP_HINT, PrevRewardWrapper, env_observation_space, has_reward_feedback
+from rate_sb3.wrappers import env_observation_space, with_reward_feedback
 
 SelfRATE = TypeVar("SelfRATE", bound="RATE")
 
@@ -164,10 +163,7 @@ class RATE(ReturnConditionedAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        if isinstance(env, str) or (isinstance(env, gym.Env) and not _reward_wrapped(env)):
-            env = PrevRewardWrapper(gym.make(env) if isinstance(env, str) else env)
-        if isinstance(env, VecEnv) and not has_reward_feedback(env.observation_space):
-            raise ValueError(f"RATE needs the previous reward in the observation; {WRAP_HINT}")
+        env = with_reward_feedback(env)
         if env is not None:  # before SB3's own asserts, which do not say what to do
             check_spaces(env_observation_space(env.observation_space), env.action_space)
         super().__init__(
@@ -429,12 +425,3 @@ class RATE(ReturnConditionedAlgorithm):
         if not isinstance(buffer, TrajectoryBuffer):
             raise ValueError(f"{path} does not hold a RATE TrajectoryBuffer (got {type(buffer).__name__})")
         self.replay_buffer = buffer
-
-
-def _reward_wrapped(env: gym.Env) -> bool:
-    """The env carries PrevRewardWrapper (an env's own Dict key named "prev_reward" is no previous reward)."""
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, PrevRewardWrapper):
-            return True
-        env = env.env
-    return False

@@ -99,6 +99,29 @@ class PrevRewardWrapper(gym.ObservationWrapper):
         return {OBSERVATION_KEY: observation, PREV_REWARD_KEY: prev_reward}
 
 
+def with_reward_feedback(env: gym.Env | VecEnv | str | None) -> gym.Env | VecEnv | None:
+    """The env with the previous reward in its observations: an env id, or a gym env that does not carry
+    :class:`PrevRewardWrapper` yet, is wrapped in it; a VecEnv must carry it already.
+
+    :param env: env id, gym env, VecEnv or None
+    :raises ValueError: for a VecEnv without the previous reward, saying how to wrap it
+    """
+    if isinstance(env, str) or (isinstance(env, gym.Env) and not _reward_wrapped(env)):
+        return PrevRewardWrapper(gym.make(env) if isinstance(env, str) else env)
+    if isinstance(env, VecEnv) and not has_reward_feedback(env.observation_space):
+        raise ValueError(f"RATE needs the previous reward in the observation; {WRAP_HINT}")
+    return env
+
+
+def _reward_wrapped(env: gym.Env) -> bool:
+    """The env carries PrevRewardWrapper (an env's own Dict key named "prev_reward" is no previous reward)."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, PrevRewardWrapper):
+            return True
+        env = env.env
+    return False
+
+
 class SuccessFromReward(gym.Wrapper):
     """Sets ``info["is_success"]`` at the end of every episode to "some reward was positive", for envs that pay
     only for success and do not report it (MiniGrid), so that evaluations report a success rate."""
