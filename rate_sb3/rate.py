@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -18,6 +18,7 @@ from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 
 from rate_sb3.architecture import RATEConfig
+from rate_sb3.arguments import require_at_least
 from rate_sb3.buffers import TrajectoryBuffer
 from rate_sb3.demonstrations import DemonstrationSource
 from rate_sb3.encoders import check_spaces
@@ -31,7 +32,7 @@ from rate_sb3.wrappers import env_observation_space, with_reward_feedback
 
 SelfRATE = TypeVar("SelfRATE", bound="RATE")
 
-# RATE takes each field of RATEConfig under its own name, but for the two it derives (see _architecture)
+# RATE takes each field of RATEConfig under its own name, but for the two it derives (see _window_architecture)
 ARCHITECTURE_KEYS = tuple(field.name for field in fields(RATEConfig) if field.name not in ("segment_len", "mem_len"))
 
 
@@ -43,6 +44,10 @@ class RATE(ReturnConditionedAlgorithm):
     an entropy temperature learned against a target entropy, and replay of whole episodes with hindsight
     returns-to-go. Observations carry the previous reward (:class:`rate_sb3.wrappers.PrevRewardWrapper`,
     applied automatically to env ids and gym envs) so that ``predict`` can track the return-to-go.
+
+    The architecture's arguments (``d_model`` to ``shared_mem_init``, documented by
+    :class:`rate_sb3.architecture.RATEConfig`) make :attr:`config`, with the segment length from ``context_len``,
+    ``n_segments`` and ``mode``, and the cache length from ``mem_len``; the policy is built from it.
 
     :param policy: ``"RATEPolicy"`` or the policy class
     :param env: env id, gym env or VecEnv (a VecEnv must already carry PrevRewardWrapper)
@@ -163,16 +168,19 @@ class RATE(ReturnConditionedAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        # first, while the arguments are all there is: the signature documents the architecture, RATEConfig holds it
+        architecture = {name: value for name, value in locals().items() if name in ARCHITECTURE_KEYS}
         env = with_reward_feedback(env)
         if env is not None:  # before SB3's own asserts, which do not say what to do
             check_spaces(env_observation_space(env.observation_space), env.action_space)
+        require_at_least(1, context_len=context_len, n_segments=n_segments)  # they make the segment length
         super().__init__(
             policy,
             env,
             plain_schedule(learning_rate),
             demonstrations=demonstrations,
+            config=_window_architecture(context_len, n_segments, mem_len, architecture),
             n_segments=n_segments,
-            mode=mode,
             batch_size=batch_size,
             n_pretrain_steps=n_pretrain_steps,
             warmup_steps=warmup_steps,
@@ -201,66 +209,22 @@ class RATE(ReturnConditionedAlgorithm):
             support_multi_env=True,
             supported_action_spaces=(spaces.Discrete, spaces.Box),
         )
-        self.online, self.context_len = online, context_len
-        self.d_model, self.n_layers, self.n_heads, self.d_head, self.d_inner = (
-            d_model,
-            n_layers,
-            n_heads,
-            d_head,
-            d_inner,
-        )
-        self.dropout, self.dropatt, self.n_mem_tokens, self.mem_len = dropout, dropatt, n_mem_tokens, mem_len
-        self.n_heads_mrv, self.mrv_act, self.memory_grad = n_heads_mrv, mrv_act, memory_grad
-        self.double_residual, self.shared_mem_init = double_residual, shared_mem_init
-        self.weight_decay = weight_decay
+        require_at_least(1, train_freq=train_freq, gradient_steps=gradient_steps)
+        parse_ent_coef(ent_coef)
+        parse_target_entropy(target_entropy, action_space=None)  # validates only
+        self.online, self.weight_decay = online, weight_decay
         self.train_freq, self.gradient_steps = train_freq, gradient_steps
         self.ent_coef, self.target_entropy, self.temperature_lr = ent_coef, target_entropy, temperature_lr
         self._n_updates = 0
         self._open_episodes: OpenEpisodes | None = None  # kept so that learn(reset_num_timesteps=False) continues
-        self._validate_arguments()
         if _init_setup_model:
             self._setup_model()
 
     # ------------------------------------------------------------------ setup
-    def _validate_arguments(self) -> None:
-        positive = ("context_len", "n_segments", "batch_size", "buffer_size", "train_freq", "gradient_steps")
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"RATE: {name}={getattr(self, name)} must be >= 1")
-        for name in ("n_pretrain_steps", "warmup_steps"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"RATE: {name}={getattr(self, name)} must be >= 0")
-        burn_in = self.burn_in_segments
-        if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or burn_in < 0:
-            raise ValueError(
-                f"RATE: burn_in_segments={burn_in!r} must be an integer >= 0 (the segments run without gradient "
-                "before each training window; 0 starts the memory fresh at the window)"
-            )
-        if self.return_scale is not None and self.return_scale <= 0:
-            raise ValueError(f"RATE: return_scale={self.return_scale} must be > 0")
-        if not self.action_mse_coef >= 0:
-            raise ValueError(f"RATE: action_mse_coef={self.action_mse_coef} must be >= 0")
-        parse_ent_coef(self.ent_coef)
-        parse_target_entropy(self.target_entropy, action_space=None)  # validates only
-        self._entropy_mask_function()
-        self._advantage_weighting()
-
-    @property
-    def segment_len(self) -> int:
-        """Segment length of the model: K, or the whole window in ``dt`` mode (one segment, no memory)."""
-        return self.context_len * self.n_segments if self.mode == "dt" else self.context_len
-
-    def _architecture(self) -> dict[str, Any]:
-        arch = {key: getattr(self, key) for key in ARCHITECTURE_KEYS}
-        mem_len = self.mem_len
-        if mem_len is None:
-            mem_len = 3 * (3 * self.context_len + 2 * self.n_mem_tokens) if self.mode == "trxl" else 0
-        return dict(arch, segment_len=self.segment_len, mem_len=mem_len, weight_decay=self.weight_decay)
-
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
-        kwargs = dict(self._architecture(), **self.policy_kwargs)
+        kwargs = {**asdict(self.config), "weight_decay": self.weight_decay, **self.policy_kwargs}
         if self.target_return is not None:
             kwargs.update(target_return=self.target_return, return_scale=self._return_scale())
         kwargs.update(return_to_go_cap=self.return_to_go_cap)
@@ -282,7 +246,7 @@ class RATE(ReturnConditionedAlgorithm):
         """Online gradient steps: NLL minus the learned temperature times the entropy, then dual ascent."""
         self._update_learning_rate(self.policy.optimizer)
         stats = []
-        n_segments = 1 if self.mode == "dt" else self.n_segments
+        n_segments = 1 if self.config.mode == "dt" else self.n_segments
         for _ in range(gradient_steps):
             step_stats = self._gradient_step(n_segments, self.entropy_temperature.value, self._n_updates, "train")
             if step_stats["entropy_steps"]:  # else the batch has no step under the entropy mask
@@ -425,3 +389,15 @@ class RATE(ReturnConditionedAlgorithm):
         if not isinstance(buffer, TrajectoryBuffer):
             raise ValueError(f"{path} does not hold a RATE TrajectoryBuffer (got {type(buffer).__name__})")
         self.replay_buffer = buffer
+
+
+def _window_architecture(
+    context_len: int, n_segments: int, mem_len: int | None, architecture: dict[str, Any]
+) -> RATEConfig:
+    """The transformer of windows of ``n_segments`` segments of ``context_len`` steps: ``dt`` runs a window as one
+    segment, and ``trxl``'s cache holds three segments' tokens unless ``mem_len`` is given."""
+    mode = architecture["mode"]
+    if mem_len is None:
+        mem_len = 3 * (3 * context_len + 2 * architecture["n_mem_tokens"]) if mode == "trxl" else 0
+    segment_len = context_len * n_segments if mode == "dt" else context_len
+    return RATEConfig(**architecture, segment_len=segment_len, mem_len=mem_len)

@@ -4,6 +4,7 @@ the window loss, and offline pretraining."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import numpy as np
@@ -13,6 +14,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import configure_logger
 
+from rate_sb3.architecture import RATEConfig
+from rate_sb3.arguments import require_at_least
 from rate_sb3.buffers import TrajectoryBuffer
 from rate_sb3.critic import AdvantageWeighting
 from rate_sb3.data import Episode
@@ -36,6 +39,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
     the returns the policy is conditioned on (target, scale, cap), one gradient step of the window loss, and the
     offline loop of :meth:`pretrain`. :class:`rate_sb3.RATE` documents the hyperparameters and their defaults.
 
+    :param config: the transformer's architecture (the policy's, which ``policy_kwargs`` may not change)
     :param base_kwargs: ``BaseAlgorithm``'s own arguments (``policy_kwargs``, ``seed``, ``device``, ...)
     """
 
@@ -48,8 +52,8 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         learning_rate: float | Schedule,
         *,
         demonstrations: DemonstrationSource,
+        config: RATEConfig,
         n_segments: int,
-        mode: str,
         batch_size: int,
         n_pretrain_steps: int,
         warmup_steps: int,
@@ -72,8 +76,16 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         **base_kwargs: Any,
     ) -> None:
         super().__init__(policy, env, learning_rate, **base_kwargs)
-        self.demonstrations = demonstrations
-        self.n_segments, self.mode, self.batch_size = n_segments, mode, batch_size
+        require_at_least(1, n_segments=n_segments, batch_size=batch_size, buffer_size=buffer_size)
+        require_at_least(0, n_pretrain_steps=n_pretrain_steps, warmup_steps=warmup_steps)
+        _check_burn_in(burn_in_segments)
+        if return_scale is not None and return_scale <= 0:
+            raise ValueError(f"RATE: return_scale={return_scale} must be > 0")
+        if not action_mse_coef >= 0:
+            raise ValueError(f"RATE: action_mse_coef={action_mse_coef} must be >= 0")
+        _check_policy_kwargs(self.policy_kwargs)
+        self.demonstrations, self.config = demonstrations, config
+        self.n_segments, self.batch_size = n_segments, batch_size
         self.n_pretrain_steps, self.warmup_steps, self.lr_end_factor = n_pretrain_steps, warmup_steps, lr_end_factor
         self.max_grad_norm, self.curriculum, self.burn_in_segments = max_grad_norm, curriculum, burn_in_segments
         self.target_return, self.online_target_return = target_return, online_target_return
@@ -87,6 +99,8 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         self._demonstration_episodes: list[Episode] | None = None
         self._pretrained = False
         self._pretrain_steps_done = 0
+        self._entropy_mask_function()  # a bad import path or weighting fails here, not at the first gradient step
+        self._advantage_weighting()
 
     def _excluded_save_params(self) -> list[str]:
         excluded = ["_demonstration_episodes", "replay_buffer"]  # a zip must load without the demonstrations
@@ -149,7 +163,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
     def _gradient_step(self, n_segments: int, entropy_weight: th.Tensor | float, step: int, phase: str) -> dict:
         weighting = self._advantage_weighting()
         value_gamma = 1.0 if weighting is None else weighting.gamma
-        burn_in = 0 if self.mode == "dt" else self.burn_in_segments  # dt has no memory to warm
+        burn_in = 0 if self.config.mode == "dt" else self.burn_in_segments  # dt has no memory to warm
         batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device, value_gamma, burn_in)
         self.policy.set_training_mode(True)
         terms = window_loss(
@@ -241,8 +255,8 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         return carry_on
 
     def _curriculum_segments(self, step: int, n_steps: int) -> int:
-        if not self.curriculum or self.mode == "dt":
-            return 1 if self.mode == "dt" else self.n_segments
+        if not self.curriculum or self.config.mode == "dt":
+            return 1 if self.config.mode == "dt" else self.n_segments
         return min(self.n_segments, 1 + step * self.n_segments // n_steps)
 
     def _log_stats(self, prefix: str, stats: list[dict], lr: float, step: int) -> None:
@@ -258,6 +272,24 @@ def pretrain_hooks(callback: BaseCallback) -> list[PretrainHook]:
         return [hook for child in callback.callbacks for hook in pretrain_hooks(child)]
     hook = getattr(callback, "on_pretrain_step", None)
     return [] if hook is None else [hook]
+
+
+def _check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
+    """The policy's architecture is the algorithm's config: none of it may come through ``policy_kwargs``."""
+    architecture = sorted(set(policy_kwargs) & {field.name for field in fields(RATEConfig)})
+    if architecture:
+        raise ValueError(
+            f"RATE: policy_kwargs {architecture} are architecture arguments: pass them to RATE itself, which "
+            "builds the policy from its config"
+        )
+
+
+def _check_burn_in(burn_in: Any) -> None:
+    if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or burn_in < 0:
+        raise ValueError(
+            f"RATE: burn_in_segments={burn_in!r} must be an integer >= 0 (the segments run without gradient "
+            "before each training window; 0 starts the memory fresh at the window)"
+        )
 
 
 def _progress(enabled: bool, total: int, description: str):

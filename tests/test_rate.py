@@ -251,6 +251,7 @@ def test_empty_demonstrations_are_rejected():
         (dict(ent_coef="sometimes"), "ent_coef='sometimes'"),
         (dict(return_scale=0.0), "return_scale=0.0"),
         (dict(action_mse_coef=-1.0), "action_mse_coef=-1.0"),
+        (dict(policy_kwargs=dict(d_model=32)), r"policy_kwargs \['d_model'\] are architecture arguments"),
     ],
 )
 def test_out_of_range_arguments_are_rejected_at_construction(kwargs, message):
