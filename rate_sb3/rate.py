@@ -222,6 +222,7 @@ class RATE(ReturnConditionedAlgorithm):
 
     # ------------------------------------------------------------------ setup
     def _setup_model(self) -> None:
+        self._adopt_saved_architecture()
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         kwargs = {**asdict(self.config), "weight_decay": self.weight_decay, **self.policy_kwargs}
@@ -234,6 +235,14 @@ class RATE(ReturnConditionedAlgorithm):
         self.entropy_temperature = EntropyTemperature(
             self.ent_coef, self.target_entropy, self.action_space, self.temperature_lr
         ).to(self.device)
+
+    def _adopt_saved_architecture(self) -> None:
+        """A zip saved before RATE held a RATEConfig loads the architecture as attributes: make them the config."""
+        names = (*ARCHITECTURE_KEYS, "context_len", "mem_len")
+        saved = {name: self.__dict__.pop(name) for name in names if name in self.__dict__}
+        if saved:
+            context_len, mem_len = saved.pop("context_len"), saved.pop("mem_len")
+            self.config = _window_architecture(context_len, self.n_segments, mem_len, saved)
 
     def _excluded_save_params(self) -> list[str]:
         return super()._excluded_save_params() + ["_open_episodes"]

@@ -1,9 +1,11 @@
 """RATE: pretraining learns, save/load round trips, logging, callbacks, and every bad-input path."""
 
+import inspect
 import json
 import re
 import subprocess
 import sys
+import zipfile
 
 import gymnasium as gym
 import numpy as np
@@ -19,6 +21,7 @@ from rate_sb3.data import Episode, save_episodes
 from rate_sb3.envs import make_expert
 from rate_sb3.evaluate import evaluate
 from rate_sb3.objective import window_loss
+from rate_sb3.rate import ARCHITECTURE_KEYS
 
 TINY = dict(context_len=4, n_segments=3, d_model=32, n_layers=1, n_heads=2, n_mem_tokens=2, batch_size=32)
 
@@ -82,6 +85,24 @@ def test_save_load_gives_identical_actions_without_demonstrations(trained, tmp_p
             start = np.array([False])
             if terminated or truncated:
                 break
+
+
+def test_a_zip_saved_before_the_config_loads_with_its_architecture(tmp_path):
+    arguments = dict(TINY, mode="trxl", d_inner=8)  # trxl: the cache length comes from mem_len=None
+    model = RATE("RATEPolicy", "TMaze-v0", **arguments)
+    model.save(tmp_path / "model.zip")
+    defaults = {name: parameter.default for name, parameter in inspect.signature(RATE).parameters.items()}
+    legacy = {name: dict(defaults, **arguments)[name] for name in (*ARCHITECTURE_KEYS, "context_len", "mem_len")}
+    with zipfile.ZipFile(tmp_path / "model.zip") as new, zipfile.ZipFile(tmp_path / "legacy.zip", "w") as old:
+        for item in new.infolist():  # the same zip, with the architecture as attributes as RATE kept it before
+            content = new.read(item)
+            if item.filename == "data":
+                data = json.loads(content)
+                del data["config"]
+                content = json.dumps(dict(data, **legacy))
+            old.writestr(item, content)
+    loaded = RATE.load(tmp_path / "legacy.zip")  # its weights load only into the saved architecture
+    assert loaded.config == model.config and not hasattr(loaded, "context_len")
 
 
 def test_evaluate_cli_prints_json_and_splits_goals_evenly(trained, tmp_path):
