@@ -1,42 +1,32 @@
-"""RATE: offline pretraining from demonstrations and online fine-tuning, as a Stable-Baselines3 algorithm."""
+"""RATE, the algorithm as users make it: its hyperparameters, their defaults and documentation, the env given
+reward feedback, and the :class:`RATEConfig` made from the architecture's arguments. The training it runs is
+:mod:`rate_sb3.return_conditioned`'s (offline) and :mod:`rate_sb3.online`'s."""
 
 from __future__ import annotations
 
-import sys
-import time
-from dataclasses import asdict, fields
-from typing import Any, ClassVar, TypeVar
+from dataclasses import fields
+from typing import Any, ClassVar
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule
-from stable_baselines3.common.utils import safe_mean
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from rate_sb3.architecture import RATEConfig
 from rate_sb3.arguments import require_at_least
-from rate_sb3.buffers import TrajectoryBuffer
 from rate_sb3.demonstrations import DemonstrationSource
 from rate_sb3.encoders import check_spaces
 from rate_sb3.objective import EntropyMask
+from rate_sb3.online import OnlineAlgorithm
 from rate_sb3.policies import RATEPolicy
-from rate_sb3.return_conditioned import ReturnConditionedAlgorithm, pretrain_hooks
-from rate_sb3.rollout import OpenEpisodes
 from rate_sb3.schedules import plain_schedule
-from rate_sb3.temperature import EntropyTemperature, parse_ent_coef, parse_target_entropy
 from rate_sb3.wrappers import env_observation_space, with_reward_feedback
-
-SelfRATE = TypeVar("SelfRATE", bound="RATE")
 
 # RATE takes each field of RATEConfig under its own name, but for the two it derives (see _window_architecture)
 ARCHITECTURE_KEYS = tuple(field.name for field in fields(RATEConfig) if field.name not in ("segment_len", "mem_len"))
 
 
-class RATE(ReturnConditionedAlgorithm):
+class RATE(OnlineAlgorithm):
     """Recurrent Action Transformer with Memory (Cherepanov et al., arXiv 2306.09459).
 
     A return-conditioned memory transformer, pretrained offline on demonstrations (:meth:`pretrain`) and
@@ -109,7 +99,6 @@ class RATE(ReturnConditionedAlgorithm):
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"RATEPolicy": RATEPolicy}
-    policy: RATEPolicy
 
     def __init__(
         self,
@@ -185,6 +174,7 @@ class RATE(ReturnConditionedAlgorithm):
             n_pretrain_steps=n_pretrain_steps,
             warmup_steps=warmup_steps,
             lr_end_factor=lr_end_factor,
+            weight_decay=weight_decay,
             max_grad_norm=max_grad_norm,
             curriculum=curriculum,
             burn_in_segments=burn_in_segments,
@@ -200,6 +190,12 @@ class RATE(ReturnConditionedAlgorithm):
             max_advantage_weight=max_advantage_weight,
             vf_coef=vf_coef,
             advantage_gamma=advantage_gamma,
+            online=online,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            ent_coef=ent_coef,
+            target_entropy=target_entropy,
+            temperature_lr=temperature_lr,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
@@ -209,32 +205,12 @@ class RATE(ReturnConditionedAlgorithm):
             support_multi_env=True,
             supported_action_spaces=(spaces.Discrete, spaces.Box),
         )
-        require_at_least(1, train_freq=train_freq, gradient_steps=gradient_steps)
-        parse_ent_coef(ent_coef)
-        parse_target_entropy(target_entropy, action_space=None)  # validates only
-        self.online, self.weight_decay = online, weight_decay
-        self.train_freq, self.gradient_steps = train_freq, gradient_steps
-        self.ent_coef, self.target_entropy, self.temperature_lr = ent_coef, target_entropy, temperature_lr
-        self._n_updates = 0
-        self._open_episodes: OpenEpisodes | None = None  # kept so that learn(reset_num_timesteps=False) continues
         if _init_setup_model:
             self._setup_model()
 
-    # ------------------------------------------------------------------ setup
     def _setup_model(self) -> None:
         self._adopt_saved_architecture()
-        self._setup_lr_schedule()
-        self.set_random_seed(self.seed)
-        kwargs = {**asdict(self.config), "weight_decay": self.weight_decay, **self.policy_kwargs}
-        if self.target_return is not None:
-            kwargs.update(target_return=self.target_return, return_scale=self._return_scale())
-        kwargs.update(return_to_go_cap=self.return_to_go_cap)
-        kwargs.setdefault("critic", self.advantage_temperature is not None)
-        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **kwargs)
-        self.policy = self.policy.to(self.device)
-        self.entropy_temperature = EntropyTemperature(
-            self.ent_coef, self.target_entropy, self.action_space, self.temperature_lr
-        ).to(self.device)
+        super()._setup_model()
 
     def _adopt_saved_architecture(self) -> None:
         """A zip saved before RATE held a RATEConfig loads the architecture as attributes: make them the config."""
@@ -243,161 +219,6 @@ class RATE(ReturnConditionedAlgorithm):
         if saved:
             context_len, mem_len = saved.pop("context_len"), saved.pop("mem_len")
             self.config = _window_architecture(context_len, self.n_segments, mem_len, saved)
-
-    def _excluded_save_params(self) -> list[str]:
-        return super()._excluded_save_params() + ["_open_episodes"]
-
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.optimizer", "entropy_temperature", "entropy_temperature.optimizer"], []
-
-    # -------------------------------------------------------------- training
-    def train(self, gradient_steps: int) -> None:
-        """Online gradient steps: NLL minus the learned temperature times the entropy, then dual ascent."""
-        self._update_learning_rate(self.policy.optimizer)
-        stats = []
-        n_segments = 1 if self.config.mode == "dt" else self.n_segments
-        for _ in range(gradient_steps):
-            step_stats = self._gradient_step(n_segments, self.entropy_temperature.value, self._n_updates, "train")
-            if step_stats["entropy_steps"]:  # else the batch has no step under the entropy mask
-                self.entropy_temperature.update(step_stats["entropy"])
-            self._n_updates += 1
-            stats.append(step_stats)
-        for key in stats[0]:
-            self.logger.record(f"train/{key}", float(np.mean([s[key] for s in stats])))
-        self._update_return_to_go_cap()
-        self.logger.record("train/temperature", self.entropy_temperature.value.item())
-        self.logger.record("train/target_entropy", self.entropy_temperature.target)
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-
-    def learn(
-        self: SelfRATE,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "RATE",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfRATE:
-        """Pretrain on the demonstrations if that has not run, then fine-tune online for ``total_timesteps``.
-
-        Callbacks are called once per env step. Pretraining takes no env step: a callback that defines
-        ``on_pretrain_step(step, n_steps) -> bool`` is called after each pretraining step instead, and returning
-        False stops ``learn`` (:class:`rate_sb3.zoo_sweeps.PretrainingTrialEvalCallback` reports to Optuna so).
-        """
-        total_timesteps, callback = self._setup_learn(
-            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
-        )
-        if not self.online:
-            if self.demonstrations is None:
-                raise ValueError("RATE(online=False) trains on demonstrations only: pass demonstrations=")
-            self._prepare_buffer()
-            callback.on_training_start(locals(), globals())
-            self._offline_steps(total_timesteps - self.num_timesteps, log_interval=100, callback=callback)
-            callback.on_training_end()
-            return self
-        # an expert spec without env_id records its demonstrations on the training env (first use only)
-        spec = self.demonstrations
-        records_on_env = isinstance(spec, dict) and "env_id" not in spec and self._demonstration_episodes is None
-        if self.demonstrations is not None and not self._pretrained and self.n_pretrain_steps > 0:
-            hooks = pretrain_hooks(callback)
-            if not self._run_pretraining(self.n_pretrain_steps, 100, progress_bar, tb_log_name, hooks):
-                return self  # a callback stopped learn during pretraining (e.g. a pruned Optuna trial)
-        self._prepare_buffer()
-        if records_on_env:  # the recording left the envs mid-episode: start the rollouts from fresh, seeded episodes
-            self.env.seed(self.seed)
-            self._last_obs = self.env.reset()
-            self._last_episode_starts = np.ones((self.env.num_envs,), dtype=bool)
-        callback.on_training_start(locals(), globals())
-        since_train = 0
-        while self.num_timesteps < total_timesteps:
-            # up to the next round of gradient steps; once it is due, one step at a time until an episode has ended
-            n_steps = min(max(self.train_freq - since_train, 1), total_timesteps - self.num_timesteps)
-            rollout = self.collect_rollouts(self.env, callback, n_steps, self.replay_buffer)
-            if not rollout.continue_training:
-                break
-            since_train += rollout.episode_timesteps
-            if since_train >= self.train_freq and len(self.replay_buffer) > 0:  # else no finished episode yet
-                since_train = 0
-                self.train(self.gradient_steps)
-                if log_interval and (self._n_updates // max(1, self.gradient_steps)) % log_interval == 0:
-                    self.dump_logs()
-        callback.on_training_end()
-        return self
-
-    def collect_rollouts(
-        self, env: VecEnv, callback: BaseCallback, n_steps: int, replay_buffer: TrajectoryBuffer
-    ) -> RolloutReturn:
-        """Step ``env`` with the stochastic policy for ``n_steps`` env steps (summed over envs, rounded up to whole
-        steps of every env), and add each episode that ends to ``replay_buffer``.
-
-        The unfinished episodes are kept, so that the next call continues them. Exploration asks for
-        ``online_target_return``; the policy's own target return (evaluation callbacks use it in between) is
-        restored after every step.
-
-        :param env: the training VecEnv (``self._last_obs`` holds its observations)
-        :param callback: called once per env step; returning False stops the collection
-        :param n_steps: env steps to collect, summed over envs
-        :param replay_buffer: where the ended episodes go
-        :return: env steps collected, episodes ended, and whether to continue training
-        """
-        episodes = self._open_episodes
-        if episodes is None or episodes.observations is not self._last_obs:  # the envs were reset since
-            episodes = self._open_episodes = OpenEpisodes(self._last_obs)
-        n_collected, n_ended = 0, 0
-        callback.on_rollout_start()
-        while n_collected < n_steps:
-            actions, episodes.policy_state = self._explore(episodes.policy_state)
-            new_obs, rewards, dones, infos = env.step(actions)
-            self.num_timesteps += env.num_envs
-            n_collected += env.num_envs
-            self._update_info_buffer(infos, dones)
-            for episode in episodes.add_step(actions, rewards, new_obs, dones, infos):
-                replay_buffer.add(episode)
-                n_ended += 1
-            self._last_obs, self._last_episode_starts = new_obs, dones
-            callback.update_locals(locals())
-            if not callback.on_step():  # after the bookkeeping: a later learn() continues from this step
-                return RolloutReturn(n_collected, n_ended, continue_training=False)
-            self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
-        callback.on_rollout_end()
-        return RolloutReturn(n_collected, n_ended, continue_training=True)
-
-    def _explore(self, policy_state: Any) -> tuple[np.ndarray, Any]:
-        """The stochastic policy's actions for ``self._last_obs``, asking for ``online_target_return``."""
-        policy = self.policy
-        eval_target = policy.target_return
-        if self.online_target_return is not None:
-            policy.target_return = self.online_target_return
-        try:
-            return policy.predict(self._last_obs, policy_state, self._last_episode_starts, deterministic=False)
-        finally:
-            policy.target_return = eval_target
-
-    def dump_logs(self) -> None:
-        elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
-        fps = int((self.num_timesteps - self._num_timesteps_at_start) / elapsed)
-        if len(self.ep_info_buffer) > 0:
-            self.logger.record("rollout/ep_rew_mean", safe_mean([ep["r"] for ep in self.ep_info_buffer]))
-            self.logger.record("rollout/ep_len_mean", safe_mean([ep["l"] for ep in self.ep_info_buffer]))
-        if len(self.ep_success_buffer) > 0:
-            self.logger.record("rollout/success_rate", safe_mean(self.ep_success_buffer))
-        self.logger.record("time/fps", fps)
-        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        self.logger.dump(step=self.num_timesteps)
-
-    # ------------------------------------------------------------ replay buffer
-    def save_replay_buffer(self, path) -> None:
-        """Save the trajectory buffer (demonstrations and online episodes) to continue training later."""
-        if self.replay_buffer is None:
-            raise ValueError("RATE has no trajectory buffer yet: call learn() or pretrain() first")
-        save_to_pkl(path, self.replay_buffer, self.verbose)
-
-    def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:
-        """Load a buffer saved by :meth:`save_replay_buffer` (whole episodes, so nothing needs truncating)."""
-        buffer = load_from_pkl(path, self.verbose)
-        if not isinstance(buffer, TrajectoryBuffer):
-            raise ValueError(f"{path} does not hold a RATE TrajectoryBuffer (got {type(buffer).__name__})")
-        self.replay_buffer = buffer
 
 
 def _window_architecture(

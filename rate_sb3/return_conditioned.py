@@ -1,16 +1,17 @@
-"""The return-conditioned half of RATE: the trajectory buffer, the conditioning returns, one gradient step of
-the window loss, and offline pretraining."""
+"""The return-conditioned half of RATE: the policy built from the architecture, the trajectory buffer, the
+conditioning returns, one gradient step of the window loss, and offline pretraining."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
 import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import configure_logger
 
@@ -35,9 +36,10 @@ PretrainHook = Callable[[int, int], bool]
 class ReturnConditionedAlgorithm(BaseAlgorithm):
     """A BaseAlgorithm that trains a :class:`RATEPolicy` on whole episodes with hindsight returns-to-go.
 
-    It holds what offline pretraining and online fine-tuning share: the trajectory buffer (demonstrations first),
-    the returns the policy is conditioned on (target, scale, cap), one gradient step of the window loss, and the
-    offline loop of :meth:`pretrain`. :class:`rate_sb3.RATE` documents the hyperparameters and their defaults.
+    It holds what offline pretraining and online fine-tuning share: the architecture and the policy built from it,
+    the trajectory buffer (demonstrations first; saved and loaded on request), the returns the policy is
+    conditioned on (target, scale, cap), one gradient step of the window loss, and the offline loop of
+    :meth:`pretrain`. :class:`rate_sb3.RATE` documents the hyperparameters and their defaults.
 
     :param config: the transformer's architecture (the policy's, which ``policy_kwargs`` may not change)
     :param base_kwargs: ``BaseAlgorithm``'s own arguments (``policy_kwargs``, ``seed``, ``device``, ...)
@@ -58,6 +60,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         n_pretrain_steps: int,
         warmup_steps: int,
         lr_end_factor: float,
+        weight_decay: float,
         max_grad_norm: float,
         curriculum: bool,
         burn_in_segments: int,
@@ -87,6 +90,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         self.demonstrations, self.config = demonstrations, config
         self.n_segments, self.batch_size = n_segments, batch_size
         self.n_pretrain_steps, self.warmup_steps, self.lr_end_factor = n_pretrain_steps, warmup_steps, lr_end_factor
+        self.weight_decay = weight_decay
         self.max_grad_norm, self.curriculum, self.burn_in_segments = max_grad_norm, curriculum, burn_in_segments
         self.target_return, self.online_target_return = target_return, online_target_return
         self.return_scale, self.cap_return_to_go = return_scale, cap_return_to_go
@@ -102,11 +106,25 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         self._entropy_mask_function()  # a bad import path or weighting fails here, not at the first gradient step
         self._advantage_weighting()
 
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        kwargs = {**asdict(self.config), "weight_decay": self.weight_decay, **self.policy_kwargs}
+        if self.target_return is not None:
+            kwargs.update(target_return=self.target_return, return_scale=self._return_scale())
+        kwargs.update(return_to_go_cap=self.return_to_go_cap)
+        kwargs.setdefault("critic", self.advantage_temperature is not None)
+        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **kwargs)
+        self.policy = self.policy.to(self.device)
+
     def _excluded_save_params(self) -> list[str]:
         excluded = ["_demonstration_episodes", "replay_buffer"]  # a zip must load without the demonstrations
         if not isinstance(self.demonstrations, (str, dict, type(None))):
             excluded.append("demonstrations")
         return super()._excluded_save_params() + excluded
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer"], []
 
     def demonstration_episodes(self) -> list[Episode]:
         """The demonstrations, loaded (or collected) and validated against the env on first use."""
@@ -130,7 +148,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         self.policy.target_return, self.policy.return_scale = self.target_return, self.return_scale
         if self.replay_buffer is None:
             self.replay_buffer = TrajectoryBuffer(
-                self.buffer_size, self.policy.config.segment_len, self.return_scale, self.demo_fraction, seed=self.seed
+                self.buffer_size, self.config.segment_len, self.return_scale, self.demo_fraction, seed=self.seed
             )
             self.replay_buffer.add_demonstrations(episodes)
         self._update_return_to_go_cap()
@@ -142,6 +160,19 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         asked = [r for r in (self.target_return, self.online_target_return) if r is not None]
         self.return_to_go_cap = max(self.replay_buffer.max_return_to_go, *asked)
         self.policy.return_to_go_cap = self.return_to_go_cap
+
+    def save_replay_buffer(self, path) -> None:
+        """Save the trajectory buffer (demonstrations and online episodes) to continue training later."""
+        if self.replay_buffer is None:
+            raise ValueError("RATE has no trajectory buffer yet: call learn() or pretrain() first")
+        save_to_pkl(path, self.replay_buffer, self.verbose)
+
+    def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:
+        """Load a buffer saved by :meth:`save_replay_buffer` (whole episodes, so nothing needs truncating)."""
+        buffer = load_from_pkl(path, self.verbose)
+        if not isinstance(buffer, TrajectoryBuffer):
+            raise ValueError(f"{path} does not hold a RATE TrajectoryBuffer (got {type(buffer).__name__})")
+        self.replay_buffer = buffer
 
     def _return_scale(self) -> float:
         if self.return_scale is not None:

@@ -63,7 +63,7 @@ def dependencies(module: str) -> set[str]:
 
 def test_the_module_list_is_the_package():
     assert {"rate_sb3", "rate_sb3.rate", "rate_sb3.model", "rate_sb3.envs", "rate_sb3.envs.tmaze"} <= set(MODULES)
-    assert our_imports("rate_sb3.rate") >= {"rate_sb3.policies", "rate_sb3.buffers"}
+    assert our_imports("rate_sb3.rate") >= {"rate_sb3.policies", "rate_sb3.online"}
 
 
 def test_no_import_circles():
@@ -84,12 +84,15 @@ def test_envs_depend_on_nothing_of_ours(module):
     assert not outside, f"{module} depends on {outside}"
 
 
-# DESIGN's arrows: model <- inference <- policies <- rate -> buffers, data; zoo -> rate. No module depends on one
-# that points at it.
+# DESIGN's arrows: model <- inference <- stepping <- policies <- rate -> buffers, data; rate -> online ->
+# return_conditioned; zoo -> rate. No module depends on one that points at it.
 ARROWS = [
     ("rate_sb3.inference", "rate_sb3.model"),
-    ("rate_sb3.policies", "rate_sb3.inference"),
+    ("rate_sb3.stepping", "rate_sb3.inference"),
+    ("rate_sb3.policies", "rate_sb3.stepping"),
     ("rate_sb3.rate", "rate_sb3.policies"),
+    ("rate_sb3.rate", "rate_sb3.online"),
+    ("rate_sb3.online", "rate_sb3.return_conditioned"),
     ("rate_sb3.rate", "rate_sb3.buffers"),
     ("rate_sb3.rate", "rate_sb3.data"),
     ("rate_sb3.zoo", "rate_sb3.rate"),
