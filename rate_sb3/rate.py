@@ -24,6 +24,7 @@ from rate_sb3.wrappers import env_observation_space, with_reward_feedback
 
 # RATE takes each field of RATEConfig under its own name, but for the two it derives (see _window_architecture)
 ARCHITECTURE_KEYS = tuple(field.name for field in fields(RATEConfig) if field.name not in ("segment_len", "mem_len"))
+ARCHITECTURE_ARGUMENTS = (*ARCHITECTURE_KEYS, "context_len", "mem_len")  # RATE's arguments that make its config
 
 
 class RATE(OnlineAlgorithm):
@@ -209,16 +210,22 @@ class RATE(OnlineAlgorithm):
             self._setup_model()
 
     def _setup_model(self) -> None:
-        self._adopt_saved_architecture()
+        self._adopt_architecture_attributes()
         super()._setup_model()
 
-    def _adopt_saved_architecture(self) -> None:
-        """A zip saved before RATE held a RATEConfig loads the architecture as attributes: make them the config."""
-        names = (*ARCHITECTURE_KEYS, "context_len", "mem_len")
-        saved = {name: self.__dict__.pop(name) for name in names if name in self.__dict__}
-        if saved:
-            context_len, mem_len = saved.pop("context_len"), saved.pop("mem_len")
-            self.config = _window_architecture(context_len, self.n_segments, mem_len, saved)
+    def _adopt_architecture_attributes(self) -> None:
+        """Architecture arguments set as attributes update the config: those of a zip saved before RATE held a
+        RATEConfig, and the keyword arguments of ``RATE.load`` (where rl_zoo3 passes its hyperparameters when it
+        continues training)."""
+        given = {name: self.__dict__.pop(name) for name in ARCHITECTURE_ARGUMENTS if name in self.__dict__}
+        if not given:
+            return
+        config = self.config
+        architecture = {name: given.get(name, getattr(config, name)) for name in ARCHITECTURE_KEYS}
+        segments_per_model_segment = self.n_segments if config.mode == "dt" else 1
+        context_len = given.get("context_len", config.segment_len // segments_per_model_segment)
+        mem_len = given.get("mem_len", config.mem_len)
+        self.config = _window_architecture(context_len, self.n_segments, mem_len, architecture)
 
 
 def _window_architecture(

@@ -1,5 +1,6 @@
 """RATE: pretraining learns, save/load round trips, logging, callbacks, and every bad-input path."""
 
+import dataclasses
 import inspect
 import json
 import re
@@ -21,7 +22,7 @@ from rate_sb3.data import Episode, save_episodes
 from rate_sb3.envs import make_expert
 from rate_sb3.evaluate import evaluate
 from rate_sb3.objective import window_loss
-from rate_sb3.rate import ARCHITECTURE_KEYS
+from rate_sb3.rate import ARCHITECTURE_ARGUMENTS
 
 TINY = dict(context_len=4, n_segments=3, d_model=32, n_layers=1, n_heads=2, n_mem_tokens=2, batch_size=32)
 
@@ -87,12 +88,12 @@ def test_save_load_gives_identical_actions_without_demonstrations(trained, tmp_p
                 break
 
 
-def test_a_zip_saved_before_the_config_loads_with_its_architecture(tmp_path):
+def test_architecture_attributes_of_an_older_zip_and_load_arguments_go_into_the_config(tmp_path):
     arguments = dict(TINY, mode="trxl", d_inner=8)  # trxl: the cache length comes from mem_len=None
     model = RATE("RATEPolicy", "TMaze-v0", **arguments)
     model.save(tmp_path / "model.zip")
     defaults = {name: parameter.default for name, parameter in inspect.signature(RATE).parameters.items()}
-    legacy = {name: dict(defaults, **arguments)[name] for name in (*ARCHITECTURE_KEYS, "context_len", "mem_len")}
+    legacy = {name: dict(defaults, **arguments)[name] for name in ARCHITECTURE_ARGUMENTS}
     with zipfile.ZipFile(tmp_path / "model.zip") as new, zipfile.ZipFile(tmp_path / "legacy.zip", "w") as old:
         for item in new.infolist():  # the same zip, with the architecture as attributes as RATE kept it before
             content = new.read(item)
@@ -103,6 +104,9 @@ def test_a_zip_saved_before_the_config_loads_with_its_architecture(tmp_path):
             old.writestr(item, content)
     loaded = RATE.load(tmp_path / "legacy.zip")  # its weights load only into the saved architecture
     assert loaded.config == model.config and not hasattr(loaded, "context_len")
+    # rl_zoo3 continues training with RATE.load(path, **hyperparameters): they update the config
+    continued = RATE.load(tmp_path / "model.zip", context_len=TINY["context_len"], dropout=0.0)
+    assert continued.config == dataclasses.replace(model.config, dropout=0.0)
 
 
 def test_evaluate_cli_prints_json_and_splits_goals_evenly(trained, tmp_path):
