@@ -58,6 +58,9 @@ class RATE(OnlineAlgorithm):
     :param lr_end_factor: pretraining learning rate decays linearly to this fraction
     :param weight_decay: AdamW weight decay on weight matrices
     :param max_grad_norm: gradient clipping norm
+    :param mixed_precision: run the training forward under bfloat16 autocast (``torch.autocast`` on the model's
+        device); parameters, optimizer state, gradients and ``predict`` stay float32. Pays off on GPUs with
+        bfloat16 units; on a CPU without them it is slower
     :param curriculum: pretrain on 1, then 2, ... ``n_segments`` segments (equal shares of the steps)
     :param burn_in_segments: a training window starts at any segment of its episode; up to this many earlier
         segments are run before it without gradient, to warm the memory (0: the memory starts fresh at the window,
@@ -131,6 +134,7 @@ class RATE(OnlineAlgorithm):
         lr_end_factor: float = 0.1,
         weight_decay: float = 0.01,
         max_grad_norm: float = 1.0,
+        mixed_precision: bool = False,
         curriculum: bool = False,
         burn_in_segments: int = 2,
         target_return: float | None = None,
@@ -177,6 +181,7 @@ class RATE(OnlineAlgorithm):
             lr_end_factor=lr_end_factor,
             weight_decay=weight_decay,
             max_grad_norm=max_grad_norm,
+            mixed_precision=mixed_precision,
             curriculum=curriculum,
             burn_in_segments=burn_in_segments,
             target_return=target_return,

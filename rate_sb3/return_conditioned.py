@@ -62,6 +62,7 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         lr_end_factor: float,
         weight_decay: float,
         max_grad_norm: float,
+        mixed_precision: bool,
         curriculum: bool,
         burn_in_segments: int,
         target_return: float | None,
@@ -92,6 +93,8 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         self.n_pretrain_steps, self.warmup_steps, self.lr_end_factor = n_pretrain_steps, warmup_steps, lr_end_factor
         self.weight_decay = weight_decay
         self.max_grad_norm, self.curriculum, self.burn_in_segments = max_grad_norm, curriculum, burn_in_segments
+        self.mixed_precision = mixed_precision
+        _check_mixed_precision(mixed_precision, self.device)
         self.target_return, self.online_target_return = target_return, online_target_return
         self.return_scale, self.cap_return_to_go = return_scale, cap_return_to_go
         self.buffer_size, self.demo_fraction = buffer_size, demo_fraction
@@ -197,9 +200,10 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         burn_in = 0 if self.config.mode == "dt" else self.burn_in_segments  # dt has no memory to warm
         batch = self.replay_buffer.sample(self.batch_size, n_segments, self.device, value_gamma, burn_in)
         self.policy.set_training_mode(True)
-        terms = window_loss(
-            self.policy, batch, entropy_weight, self.action_mse_coef, self._entropy_mask_function(), weighting
-        )
+        with th.autocast(self.device.type, th.bfloat16, enabled=self.mixed_precision):
+            terms = window_loss(
+                self.policy, batch, entropy_weight, self.action_mse_coef, self._entropy_mask_function(), weighting
+            )
         check_finite(terms, step, phase)
         self.policy.optimizer.zero_grad()
         terms.loss.backward()
@@ -295,6 +299,14 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
             self.logger.record(f"{prefix}/{key}", float(np.mean([s[key] for s in stats])))
         self.logger.record(f"{prefix}/learning_rate", lr)
         self.logger.dump(step=step)
+
+
+def _check_mixed_precision(mixed_precision: bool, device: th.device) -> None:
+    if mixed_precision and device.type == "cuda" and not th.cuda.is_bf16_supported():
+        raise ValueError(
+            f"RATE: mixed_precision=True needs bfloat16, which {th.cuda.get_device_name(device)} does not support: "
+            "pass mixed_precision=False (or train on a GPU with bfloat16 units)"
+        )
 
 
 def pretrain_hooks(callback: BaseCallback) -> list[PretrainHook]:

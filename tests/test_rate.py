@@ -219,6 +219,38 @@ def test_nan_loss_raises_value_error_with_the_step(tmaze_demos):
         model.pretrain(1)
 
 
+def test_mixed_precision_losses_and_gradients_follow_float32(tmaze_demos):
+    # bfloat16 autocast on the training forward: the loss within 2% of float32's on the same batch, gradients
+    # pointing the same way, and parameters, optimizer and predict left in float32
+    model = RATE("RATEPolicy", "TMaze-v0", demonstrations=tmaze_demos, mixed_precision=True, seed=0, **TINY)
+    model.pretrain(20)
+    batch = model.replay_buffer.sample(32, 3, model.device)
+    model.policy.set_training_mode(False)  # no dropout: both forwards see the same network
+
+    def loss_and_gradient(autocast: bool) -> tuple[float, th.Tensor]:
+        model.policy.zero_grad()
+        with th.autocast("cpu", th.bfloat16, enabled=autocast):
+            loss = window_loss(model.policy, batch, 0.0, 0.0, None, None).loss
+        loss.backward()
+        return loss.item(), th.cat([p.grad.flatten() for p in model.policy.parameters() if p.grad is not None])
+
+    (loss, gradient), (mixed_loss, mixed_gradient) = loss_and_gradient(False), loss_and_gradient(True)
+    assert mixed_loss == pytest.approx(loss, rel=0.02) and mixed_loss != loss  # autocast did run in bfloat16
+    assert th.nn.functional.cosine_similarity(gradient, mixed_gradient, dim=0) > 0.99
+    assert {p.dtype for p in model.policy.parameters()} == {th.float32}
+    assert model.predict(model.env.reset(), deterministic=True)[0].shape == (model.n_envs,)
+
+
+def test_mixed_precision_on_a_gpu_without_bfloat16_is_refused_with_the_fix(monkeypatch):
+    from rate_sb3.return_conditioned import _check_mixed_precision
+
+    monkeypatch.setattr(th.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(th.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    with pytest.raises(ValueError, match="Tesla T4 does not support: pass mixed_precision=False"):
+        _check_mixed_precision(True, th.device("cuda"))
+    _check_mixed_precision(False, th.device("cuda"))
+
+
 def test_demonstrations_that_do_not_match_the_env_are_rejected_before_training():
     cartpole = collect_episodes(lambda obs: np.zeros(len(obs), dtype=np.int64), "CartPole-v1", 2)
     model = RATE("RATEPolicy", "TMaze-v0", demonstrations=cartpole, **TINY)
