@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 
+from rate_sb3.envs.atari import PongExpert
 from rate_sb3.envs.expert_registry import EXPERTS, make_expert
 from rate_sb3.envs.experts import CartPoleController, PendulumController, PrivilegedExpert, TMazeOracle
 from rate_sb3.envs.minigrid_memory import MiniGridMemoryOracle
@@ -63,6 +64,7 @@ __all__ = [
     "CartPoleController",
     "MiniGridMemoryOracle",
     "PendulumController",
+    "PongExpert",
     "PrivilegedExpert",
     "TMazeEnv",
     "TMazeOracle",
