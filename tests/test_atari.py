@@ -24,6 +24,7 @@ from rate_sb3.collect import collect_episodes
 from rate_sb3.envs import EXPERTS, PongExpert, make_env, make_expert
 from rate_sb3.evaluate import evaluate
 from rate_sb3.wrappers import VecObservationOnly
+from rate_sb3.zoo_checks import ZooConfigError, check_env_id
 
 pytest.importorskip("ale_py", reason="pip install 'rate_sb3[atari]'")
 pytest.importorskip("cv2", reason="pip install 'rate_sb3[atari]'")
@@ -62,7 +63,7 @@ def test_the_expert_wins_points_that_random_play_loses() -> None:
     assert rollout_return(clumsy.act, env, 500) <= -5
 
 
-def test_expert_registry_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expert_registry_and_errors() -> None:
     assert EXPERTS[PONG] is PongExpert
     with pytest.raises(ValueError, match=r"error_rate must be a probability in \[0, 1\], got 2"):
         PongExpert(error_rate=2)
@@ -72,9 +73,14 @@ def test_expert_registry_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     breakout.reset(seed=0)
     with pytest.raises(TypeError, match="PongExpert reads Pong's RAM, got the Atari game 'breakout'"):
         PongExpert().act(breakout)
+
+
+def test_atari_ids_without_ale_py_say_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ale_py", None)  # as if ale-py were not installed
     with pytest.raises(ValueError, match=r"needs the package 'ale_py' .*pip install 'rate_sb3\[atari\]'"):
         make_env("ALE/NotRegistered-v5")
+    with pytest.raises(ZooConfigError, match=r"--env ALE/NotRegistered-v5: .*pip install 'rate_sb3\[atari\]'"):
+        check_env_id("ALE/NotRegistered-v5", [])
 
 
 def test_make_env_registers_atari_ids_without_rl_zoo3() -> None:

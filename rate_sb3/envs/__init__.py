@@ -52,7 +52,7 @@ def _registering_module(env_id: str) -> tuple[str, str]:
     if env_id.startswith("MiniGrid"):
         return "minigrid", "pip install 'rate_sb3[minigrid]'"
     if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
-        return "ale_py", "pip install 'rate_sb3[atari]'"  # ale-py >= 0.9 registers its envs when imported
+        return "ale_py", "pip install 'rate_sb3[atari]'"  # ale-py registers its envs when imported
     return "rl_zoo3.import_envs", "pip install rl_zoo3"
 
 
