@@ -22,7 +22,7 @@ from stable_baselines3.common.vec_env.stacked_observations import StackedObserva
 from rate_sb3.data import load_demonstrations, validate_episodes
 from rate_sb3.demonstrations import EXPERT_SPEC_KEYS
 from rate_sb3.encoders import check_spaces
-from rate_sb3.envs import make_expert
+from rate_sb3.envs import make_expert, register_env_id
 from rate_sb3.wrappers import env_observation_space, has_reward_feedback
 
 _CONSUMED = ("n_envs", "n_timesteps", "normalize", "monitor_kwargs", "env_kwargs", "frame_stack", "callback")
@@ -52,6 +52,10 @@ def check_env_id(env_id: str, gym_packages: list[str]) -> str:
             importlib.import_module(module)
         except ImportError as error:
             raise ZooConfigError(f"--gym-packages {module}: cannot import it ({error})") from error
+    try:
+        register_env_id(env_id)  # rl_zoo3 imports ale-py only where it is installed: say how to install it
+    except ValueError as error:
+        raise ZooConfigError(f"--env {env_id}: {error}") from error
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""

@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 
+from rate_sb3.envs.atari import PongExpert
 from rate_sb3.envs.expert_registry import EXPERTS, make_expert
 from rate_sb3.envs.experts import CartPoleController, PendulumController, PrivilegedExpert, TMazeOracle
 from rate_sb3.envs.minigrid_memory import MiniGridMemoryOracle
@@ -17,9 +18,8 @@ def register_envs() -> None:
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
-    """``gym.make`` that first registers the envs it may need: ours, rl_zoo3's NoVel envs, MiniGrid."""
-    if env_id not in gym.registry:
-        _import_registering_modules(env_id)
+    """``gym.make`` that first registers the envs it may need: ours, rl_zoo3's NoVel envs, MiniGrid, Atari."""
+    register_env_id(env_id)
     if env_id not in gym.registry:
         raise ValueError(
             f"unknown env id {env_id!r}: import the package that registers it first "
@@ -28,15 +28,32 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
-def _import_registering_modules(env_id: str) -> None:
+def register_env_id(env_id: str) -> None:
+    """Import the package that registers ``env_id`` unless it is registered: minigrid for ``MiniGrid-*`` ids,
+    ale-py for Atari ids (``ALE/*``, ``*NoFrameskip-v4``), rl_zoo3's envs (the NoVel envs) for any other.
+
+    :param env_id: a gymnasium env id
+    :raises ValueError: when that package is not installed, with the command that installs it
+    """
     import importlib
 
-    modules = ["minigrid"] if env_id.startswith("MiniGrid") else ["rl_zoo3.import_envs"]
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise ValueError(f"env id {env_id!r} needs the package {module.split('.')[0]!r}: {error}") from error
+    if env_id in gym.registry:
+        return
+    module, install = _registering_module(env_id)
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        package = module.split(".")[0]
+        raise ValueError(f"env id {env_id!r} needs the package {package!r} ({error}): {install}") from error
+
+
+def _registering_module(env_id: str) -> tuple[str, str]:
+    """The module whose import registers ``env_id``, and the command that installs it."""
+    if env_id.startswith("MiniGrid"):
+        return "minigrid", "pip install 'rate_sb3[minigrid]'"
+    if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
+        return "ale_py", "pip install 'rate_sb3[atari]'"  # ale-py registers its envs when imported
+    return "rl_zoo3.import_envs", "pip install rl_zoo3"
 
 
 register_envs()
@@ -47,10 +64,12 @@ __all__ = [
     "CartPoleController",
     "MiniGridMemoryOracle",
     "PendulumController",
+    "PongExpert",
     "PrivilegedExpert",
     "TMazeEnv",
     "TMazeOracle",
     "make_env",
     "make_expert",
+    "register_env_id",
     "register_envs",
 ]
