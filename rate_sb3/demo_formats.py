@@ -195,8 +195,21 @@ def _make_episode(source: str, index: int, **fields: Any) -> Episode:
 def _to_array(value: Any, what: str, source: str) -> np.ndarray:
     if isinstance(value, (dict, tuple)):
         raise ValueError(
-            f"{source}: {what} are a {type(value).__name__} (Dict/Tuple space), which RATE does not support. "
-            "Flatten the space (e.g. gymnasium.wrappers.FlattenObservation) and re-record the dataset."
+            f"{source}: {what} are a {type(value).__name__} (Dict/Tuple space), which RATE does not support for "
+            f"{what}: record the dataset with a Box or Discrete space."
+        )
+    return np.asarray(value)
+
+
+def _to_observations(value: Any, source: str) -> np.ndarray | dict[str, np.ndarray]:
+    """One array, or a dict of arrays for a (flat) Dict observation space."""
+    if isinstance(value, dict) and not any(isinstance(item, (dict, tuple)) for item in value.values()):
+        return {key: np.asarray(item) for key, item in value.items()}
+    if isinstance(value, (dict, tuple)):
+        raise ValueError(
+            f"{source}: observations are a nested {type(value).__name__} (a Tuple space, or a Dict inside a Dict), "
+            "which RATE does not support: flatten the inner spaces (gymnasium.wrappers.FlattenObservation on them) "
+            "and re-record the dataset."
         )
     return np.asarray(value)
 
@@ -217,7 +230,7 @@ def load_minari(id_or_dir: str | os.PathLike) -> list[Episode]:
             _make_episode(
                 source,
                 index,
-                observations=_to_array(minari_episode.observations, "observations", source),
+                observations=_to_observations(minari_episode.observations, source),
                 actions=_to_array(minari_episode.actions, "actions", source),
                 rewards=np.asarray(minari_episode.rewards, dtype=np.float32),
                 terminated=bool(len(minari_episode.terminations) and minari_episode.terminations[-1]),
