@@ -61,9 +61,45 @@ class AttentionPattern:
 
     @classmethod
     def of(cls, query_idx: th.Tensor, key_idx: th.Tensor, allowed: th.Tensor, lowest: int, highest: int):
-        """The pattern for a table of relative keys over distances [lowest, highest]."""
+        """The pattern for a table of relative keys over distances [lowest, highest] (ascending)."""
         distance = query_idx[..., :, None] - key_idx
         return cls(~allowed, (distance - lowest).clamp(0, highest - lowest))
+
+    def score_bias(self, table_scores: th.Tensor) -> th.Tensor:
+        """Position scores (H, B, q, S) of the query-key pairs, ``-inf`` where blocked, picked from the scores
+        of each query against every distance of the table (H, B, q, P)."""
+        index = self.distance_index.expand(*table_scores.shape[:-1], -1)
+        return table_scores.gather(-1, index).masked_fill_(self.blocked, float("-inf"))
+
+
+@dataclass
+class SegmentPattern:
+    """A segment's queries X[0:q] over the keys [cache c | X], with a table of distances in descending order.
+
+    Query i sees keys at distances i + c, i + c - 1, ... (one less per key): a run of the table that starts one
+    entry earlier in each next row. So its position scores are a skewed view of the table's (no gather, and no
+    scatter in the backward); pairs past a row's run read the next row, and are blocked. It needs a table from
+    ``highest`` >= q - 1 + c down to a distance <= 0.
+    """
+
+    mask: th.Tensor  # (B, q, S) float: 0 where allowed, -inf where blocked
+    highest: int  # the table's first (largest) distance
+
+    @classmethod
+    def of(cls, allowed: th.Tensor, highest: int, dtype: th.dtype = th.float32) -> SegmentPattern:
+        mask = th.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+        return cls(mask, highest)
+
+    def score_bias(self, table_scores: th.Tensor) -> th.Tensor:
+        """Position scores (H, B, q, S) of the query-key pairs, ``-inf`` where blocked, from the scores of each
+        query against every distance of the table (H, B, q, P), contiguous."""
+        heads, batch, q, n_distances = table_scores.shape
+        n_keys = self.mask.shape[-1]
+        first = self.highest - (n_keys - q)  # the table row of query 0's first key (the oldest cache entry)
+        skewed = table_scores.as_strided(
+            (heads, batch, q, n_keys), (batch * q * n_distances, q * n_distances, n_distances - 1, 1), first
+        )
+        return skewed + self.mask
 
 
 class KeyValueStore:
@@ -143,21 +179,19 @@ class RelativeAttentionLayer(nn.Module):
         hidden: th.Tensor,
         query: th.Tensor,
         key_values: th.Tensor,
-        blocked: th.Tensor,
-        distance_index: th.Tensor,
+        pattern: AttentionPattern | SegmentPattern,
         rel: th.Tensor,
         biases: th.Tensor,
     ) -> th.Tensor:
         """``biases`` (2, H, 1, 1, dh): the content and position biases (Transformer-XL's u and v)."""
-        keys, values = key_values.unbind()
+        keys, values = key_values.flatten(1, 2).unbind()  # (H B, S, dh)
         scale = 1.0 / math.sqrt(self.d_head)
         content_query, position_query = ((query + biases) * scale).unbind()
-        content = content_query @ keys.transpose(-1, -2)  # (H, B, n, S)
-        position_all = position_query.flatten(1, 2) @ rel  # (H, B * n, P)
-        scores = content.add_(position_all.view(*content.shape[:-1], -1).gather(-1, distance_index))
-        scores.masked_fill_(blocked, float("-inf"))
+        table_scores = (position_query.flatten(1, 2) @ rel).view(*position_query.shape[:-1], -1)  # (H, B, n, P)
+        bias = pattern.score_bias(table_scores).flatten(0, 1)
+        scores = th.baddbmm(bias, content_query.flatten(0, 1), keys.transpose(-1, -2))  # (H B, n, S)
         weights = self.attn_drop(F.softmax(scores, dim=-1))
-        attended = (weights @ values).permute(1, 2, 0, 3).flatten(-2)
+        attended = (weights @ values).view(query.shape).permute(1, 2, 0, 3).flatten(-2)
         residual = hidden * 2 if self.double_residual else hidden
         hidden = self.norm_attn(residual + self.resid_drop(self.out_proj(attended)))
         return self.feed_forward(hidden)

@@ -3,7 +3,7 @@
 import pytest
 import torch as th
 
-from rate_sb3.attention import attention_allowed
+from rate_sb3.attention import AttentionPattern, SegmentPattern, attention_allowed
 from rate_sb3.inference import IncrementalInference
 from rate_sb3.model import RATEConfig, RATETransformer
 
@@ -35,6 +35,23 @@ def test_mask_layout_matches_the_reference_rules():
         "111" + "00" + "000000" + "00",
     ]
     assert rows == expected
+
+
+@pytest.mark.parametrize("n_mem, n_cache", [(2, 0), (2, 5), (0, 4)])
+def test_segment_pattern_picks_the_position_scores_the_gather_picks(n_mem, n_cache):
+    # the training forward reads a segment's position scores through a skewed view of a descending table;
+    # inference gathers them from an ascending one: both must give every allowed pair its distance's score
+    n_seg, heads, batch = 6, 2, 2
+    n = 2 * n_mem + n_seg
+    query_idx, key_idx = th.arange(n), th.arange(-n_cache, n)
+    allowed = attention_allowed(query_idx, key_idx, n_mem, n_seg).expand(batch, -1, -1).clone()
+    allowed[1, :, :2] = False  # invalid cache slots in one row
+    lowest, highest = -n_mem, n - 1 + n_cache
+    per_distance = th.randn(heads, batch, n, highest - lowest + 1, dtype=th.float64)  # scores ascending by distance
+    gathered = AttentionPattern.of(query_idx, key_idx, allowed, lowest, highest).score_bias(per_distance)
+    skewed = SegmentPattern.of(allowed, highest, th.float64).score_bias(per_distance.flip(-1).contiguous())
+    assert th.equal(gathered, skewed)
+    assert th.isinf(skewed).sum() == heads * (~allowed).sum()
 
 
 def incremental_outputs(
