@@ -185,7 +185,7 @@ class RATETransformer(nn.Module):
         query_idx = th.arange(self.config.n_tokens, device=tokens.device)
         highest = self.config.n_tokens - 1 + cache.shape[2]  # the last write token's distance to the oldest cache key
         distances = th.arange(highest, -m - 1, -1, device=tokens.device, dtype=tokens.dtype)
-        pattern = SegmentPattern.of(self._allowed(query_idx, store), highest, tokens.dtype)
+        pattern = SegmentPattern.of(self._allowed(query_idx, store), self.config.n_heads, tokens.dtype)
         hidden = self.run_tokens(hidden, store, pattern, self._project_positions(distances), slots=None)
         next_memory = self.next_memory(memory, hidden[:, m + tokens.shape[1] :]) if m else None
         x_valid = store.key_valid[:, cache.shape[2] :]
@@ -207,13 +207,11 @@ class RATETransformer(nn.Module):
 
         The pattern may cover only the store's first slots: the queries cannot see the ones after them.
         """
-        n_keys = pattern.mask.shape[-1] if isinstance(pattern, SegmentPattern) else pattern.blocked.shape[-1]
         biases = th.stack([self.content_bias, self.position_bias])[:, :, None, None]
         for layer_id, layer in enumerate(self.layers):
             query, key_value = layer.project(hidden)
             store.write(layer_id, key_value, hidden, slots)
-            key_values = store.key_values[layer_id][..., :n_keys, :]
-            hidden = layer(hidden, query, key_values, pattern, relative_keys[layer_id], biases)
+            hidden = layer(hidden, query, store.key_values[layer_id], pattern, relative_keys[layer_id], biases)
         return self.output_drop(hidden)
 
     def attention(

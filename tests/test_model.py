@@ -37,10 +37,13 @@ def test_mask_layout_matches_the_reference_rules():
     assert rows == expected
 
 
+@pytest.mark.parametrize("block_size", [3, 64])
 @pytest.mark.parametrize("n_mem, n_cache", [(2, 0), (2, 5), (0, 4)])
-def test_segment_pattern_picks_the_position_scores_the_gather_picks(n_mem, n_cache):
-    # the training forward reads a segment's position scores through a skewed view of a descending table;
-    # inference gathers them from an ascending one: both must give every allowed pair its distance's score
+def test_segment_blocks_pick_the_position_scores_the_gather_picks(n_mem, n_cache, block_size, monkeypatch):
+    # the training forward reads a segment's position scores by query blocks, through skewed views of a
+    # descending table; inference gathers them from an ascending one: both must give every allowed pair its
+    # distance's score, and a block may leave out only keys its queries do not see
+    monkeypatch.setattr(SegmentPattern, "block_size", block_size)
     n_seg, heads, batch = 6, 2, 2
     n = 2 * n_mem + n_seg
     query_idx, key_idx = th.arange(n), th.arange(-n_cache, n)
@@ -48,10 +51,16 @@ def test_segment_pattern_picks_the_position_scores_the_gather_picks(n_mem, n_cac
     allowed[1, :, :2] = False  # invalid cache slots in one row
     lowest, highest = -n_mem, n - 1 + n_cache
     per_distance = th.randn(heads, batch, n, highest - lowest + 1, dtype=th.float64)  # scores ascending by distance
-    gathered = AttentionPattern.of(query_idx, key_idx, allowed, lowest, highest).score_bias(per_distance)
-    skewed = SegmentPattern.of(allowed, highest, th.float64).score_bias(per_distance.flip(-1).contiguous())
-    assert th.equal(gathered, skewed)
-    assert th.isinf(skewed).sum() == heads * (~allowed).sum()
+    gathered = AttentionPattern.of(query_idx, key_idx, allowed, lowest, highest).score_bias(per_distance.flatten(1, 2))
+    gathered = gathered.view(heads, batch, n, -1)
+    blocks = SegmentPattern.of(allowed, heads, th.float64).blocks
+    assert len(blocks) == max(1, round(n / block_size))
+    assert [block.rows.start for block in blocks[1:]] == [block.rows.stop for block in blocks[:-1]]
+    for block in blocks:
+        table = per_distance.flip(-1)[:, :, block.rows, block.table_start :].flatten(1, 2).contiguous()
+        skewed = block.score_bias(table).view(heads, batch, -1, block.n_keys)
+        assert th.equal(skewed, gathered[:, :, block.rows, : block.n_keys])
+        assert th.isinf(gathered[:, :, block.rows, block.n_keys :]).all()
 
 
 def incremental_outputs(
