@@ -62,7 +62,7 @@ class AttentionPattern:
     blocked: th.Tensor  # (..., q, S) bool
     distance_index: th.Tensor  # (..., q, S) row of the pair's distance in the relative keys
 
-    rows, table_start = slice(None), 0
+    table_start = 0
 
     @classmethod
     def of(cls, query_idx: th.Tensor, key_idx: th.Tensor, allowed: th.Tensor, lowest: int, highest: int):
@@ -73,6 +73,10 @@ class AttentionPattern:
     @property
     def blocks(self) -> tuple[AttentionPattern]:
         return (self,)
+
+    @property
+    def n_queries(self) -> int:
+        return self.blocked.shape[-2]
 
     @property
     def n_keys(self) -> int:
@@ -103,6 +107,10 @@ class QueryBlock:
     n_keys: int
     table_start: int  # the entry of the segment's table where the block's table starts
     mask: th.Tensor  # (H B, q, n_keys): 0 where allowed, -inf where blocked
+
+    @property
+    def n_queries(self) -> int:
+        return self.mask.shape[1]
 
     def score_bias(self, table_scores: th.Tensor) -> th.Tensor:
         """Position scores (H B, q, n_keys) of the query-key pairs, ``-inf`` where blocked, from the scores of
@@ -230,8 +238,10 @@ class RelativeAttentionLayer(nn.Module):
         rel = rel / math.sqrt(self.d_head)
         heads, batch = query.shape[:2]
         attended = []
-        for block in pattern.blocks:
-            out = self.attend(query[:, :, block.rows], keys, values, rel, biases, block)  # (H B, q, dh)
+        # split, not sliced: the backward of a slice fills a zero tensor the size of the whole
+        queries = query.split([block.n_queries for block in pattern.blocks], dim=2)
+        for block, block_query in zip(pattern.blocks, queries):
+            out = self.attend(block_query, keys, values, rel, biases, block)  # (H B, q, dh)
             attended.append(out.view(heads, batch, -1, self.d_head).permute(1, 2, 0, 3))
         attended = th.cat(attended, dim=1).flatten(-2)
         residual = hidden * 2 if self.double_residual else hidden
@@ -244,10 +254,17 @@ class RelativeAttentionLayer(nn.Module):
         position_query = (query + position_bias).flatten(1, 2)  # (H, B q, dh)
         scores = block.score_bias(position_query @ rel[..., block.table_start :])  # (H B, q, S): fresh, added into
         content_query = (query + content_bias).flatten(0, 1)
-        scores.baddbmm_(content_query, keys[:, : block.n_keys].transpose(-1, -2), alpha=1.0 / math.sqrt(self.d_head))
+        keys, values = _leading(keys, block.n_keys), _leading(values, block.n_keys)
+        scores.baddbmm_(content_query, keys.transpose(-1, -2), alpha=1.0 / math.sqrt(self.d_head))
         weights = self.attn_drop(F.softmax(scores, dim=-1))
-        return weights @ values[:, : block.n_keys]
+        return weights @ values
 
     def feed_forward(self, hidden: th.Tensor) -> th.Tensor:
         """The feed-forward block with its residual and LayerNorm; the input unchanged without one."""
         return hidden if self.ffn is None else self.norm_ffn(hidden + self.ffn(hidden))
+
+
+def _leading(x: th.Tensor, n: int) -> th.Tensor:
+    """``x[:, :n]``, or ``x`` itself when that is all of it (the backward of a slice fills a zero tensor the size
+    of ``x``)."""
+    return x if n == x.shape[1] else x[:, :n]
