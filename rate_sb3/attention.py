@@ -18,10 +18,18 @@ from rate_sb3.architecture import RATEConfig
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` that hands its input back untouched in eval mode (it runs several times per inference step)."""
+    """``nn.Dropout`` that hands its input back untouched in eval mode (it runs several times per inference step).
+
+    On CPU it draws its mask as uniform numbers against ``p``: the same distribution as ``bernoulli_``, which
+    ``F.dropout`` uses there at about twice the cost.
+    """
 
     def forward(self, x: th.Tensor) -> th.Tensor:
-        return super().forward(x) if self.training else x
+        if not self.training:
+            return x
+        if x.device.type != "cpu":
+            return super().forward(x)
+        return x * th.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
 
 
 def dropout(p: float) -> nn.Module:

@@ -3,7 +3,7 @@
 import pytest
 import torch as th
 
-from rate_sb3.attention import AttentionPattern, SegmentPattern, attention_allowed
+from rate_sb3.attention import AttentionPattern, SegmentPattern, attention_allowed, dropout
 from rate_sb3.inference import IncrementalInference
 from rate_sb3.model import RATEConfig, RATETransformer
 
@@ -213,6 +213,16 @@ def test_dropout_off_in_eval_gives_deterministic_outputs():
     valid = th.ones(1, 9, dtype=th.bool)
     with th.no_grad():
         th.testing.assert_close(model(tokens, valid).hidden, model(tokens, valid).hidden)
+
+
+def test_dropout_keeps_each_entry_with_probability_1_minus_p_scaled_up():
+    x = th.ones(200, 500, dtype=th.float64, requires_grad=True)
+    out = dropout(0.3).train()(x)
+    kept = out != 0
+    assert abs(kept.double().mean().item() - 0.7) < 0.005  # 100,000 draws: the standard error is 0.0015
+    th.testing.assert_close(out[kept], th.full_like(out[kept], 1 / 0.7))
+    out.sum().backward()
+    th.testing.assert_close(x.grad, out.detach())  # the gradient is the scaled mask
 
 
 def test_memory_tokens_start_distinct_unless_shared():
