@@ -93,8 +93,7 @@ class AttentionPattern:
     def score_bias(self, table_scores: th.Tensor) -> th.Tensor:
         """Position scores (H B, q, S) of the query-key pairs, ``-inf`` where blocked, picked from the scores of
         each query against every distance of the table (H, B q, P)."""
-        heads, q = len(table_scores), self.blocked.shape[-2]
-        table_scores = table_scores.view(heads, -1, q, table_scores.shape[-1])
+        table_scores = table_scores.view(len(table_scores), -1, self.n_queries, table_scores.shape[-1])
         index = self.distance_index.expand(*table_scores.shape[:-1], -1)
         return table_scores.gather(-1, index).masked_fill_(self.blocked, float("-inf")).flatten(0, 1)
 
@@ -133,10 +132,10 @@ class QueryBlock:
 class SegmentPattern:
     """All queries of a segment over its keys [cache c | X], in blocks of about :attr:`block_size` queries.
 
-    A query sees no key after itself, except the read and write tokens, which see the read or all tokens:
-    a block's queries need only the keys up to its last one (its last write token's), and the table of
-    distances up to its last query's to the oldest key. Blocks cut the score products, the softmax and
-    the position table to about two thirds of the pairs for three blocks of the paper's T-Maze segment.
+    A segment token sees no key after itself (read tokens see the read tokens, write tokens all of X): a block
+    needs only the keys up to the last one that any of its queries sees, and the table only up to the distance
+    from its last query to the oldest key. For the T-Maze segment (180 tokens, 3 blocks), the score products,
+    the softmax and the position table cover about two thirds of the pairs that one block would.
     """
 
     blocks: list[QueryBlock]
@@ -203,7 +202,7 @@ class RelativeAttentionLayer(nn.Module):
     def __init__(self, config: RATEConfig) -> None:
         super().__init__()
         d, h, dh = config.d_model, config.n_heads, config.d_head
-        self.n_heads, self.d_head = h, dh
+        self.n_heads, self.d_head, self.scale = h, dh, 1.0 / math.sqrt(dh)
         self.qkv = nn.Linear(d, 3 * h * dh, bias=False)
         self.pos_proj = nn.Linear(d, h * dh, bias=False)
         self.out_proj = nn.Linear(h * dh, d, bias=False)
@@ -243,7 +242,7 @@ class RelativeAttentionLayer(nn.Module):
     ) -> th.Tensor:
         """``biases`` (2, H, 1, 1, dh): the content and position biases (Transformer-XL's u and v)."""
         keys, values = key_values.flatten(1, 2).unbind()  # (H B, S, dh)
-        rel = rel / math.sqrt(self.d_head)
+        rel = rel * self.scale
         heads, batch = query.shape[:2]
         attended = []
         # split, not sliced: the backward of a slice fills a zero tensor the size of the whole
@@ -260,10 +259,11 @@ class RelativeAttentionLayer(nn.Module):
         """Attention of a block's queries (H, B, q, dh) over its keys and values (H B, S, dh)."""
         content_bias, position_bias = biases.unbind()
         position_query = (query + position_bias).flatten(1, 2)  # (H, B q, dh)
-        scores = block.score_bias(position_query @ rel[..., block.table_start :])  # (H B, q, S): fresh, added into
+        # (H B, q, S), a fresh tensor: the content scores are added into it in place
+        scores = block.score_bias(position_query @ rel[..., block.table_start :])
         content_query = (query + content_bias).flatten(0, 1)
         keys, values = _leading(keys, block.n_keys), _leading(values, block.n_keys)
-        scores.baddbmm_(content_query, keys.transpose(-1, -2), alpha=1.0 / math.sqrt(self.d_head))
+        scores.baddbmm_(content_query, keys.transpose(-1, -2), alpha=self.scale)
         weights = self.attn_drop(F.softmax(scores, dim=-1))
         return weights @ values
 
