@@ -1,7 +1,7 @@
 """Pretraining throughput of RATE against the reference implementation, side by side in one process.
 
-    python benchmarks/reference_speed.py --reference /path/to/export           # full run (about 6 min on 2 busy cores)
-    python benchmarks/reference_speed.py --reference /path/to/export --quick   # smoke run (about 2 min)
+    python benchmarks/reference_speed.py --reference /path/to/export           # full run (15 min on 2 busy cores)
+    python benchmarks/reference_speed.py --reference /path/to/export --quick   # 3 rounds (8 min)
 
 ``--reference`` is a local export of github.com/CognitiveAISystems/RATE: a folder holding its ``RATE/`` package
 (``RATE_model.py``, ``blocks/``, ``env_encoders/``). It is imported from there; nothing is downloaded, and nothing
