@@ -47,9 +47,9 @@ RATE_CARTPOLE = dict(context_len=20, n_segments=3, d_model=64, n_layers=2, n_hea
 
 
 # ---------------------------------------------------------------------------------------------- training
-def training_model(context_len: int, n_demos: int, batch_size: int, seed: int) -> RATE:
+def training_model(architecture: dict, n_demos: int, batch_size: int, seed: int) -> RATE:
     """RATE on oracle demonstrations that fill its window exactly (T = n_segments * K)."""
-    window = ARCHITECTURE["n_segments"] * context_len
+    window = architecture["n_segments"] * architecture["context_len"]
     demos = collect_episodes(
         make_expert("TMaze-v0"),
         lambda: gym.make("TMaze-v0", corridor_length=window - 1),
@@ -57,7 +57,6 @@ def training_model(context_len: int, n_demos: int, batch_size: int, seed: int) -
         n_envs=4,
         seed=seed,
     )
-    architecture = dict(ARCHITECTURE, context_len=context_len)
     model = RATE("RATEPolicy", "TMaze-v0", demonstrations=demos, batch_size=batch_size, seed=seed, **architecture)
     model.pretrain(2, log_interval=2)  # builds the trajectory buffer and warms up
     # Windows start at the episode start: no burn-in segments, so a step trains on batch x window env steps.
@@ -78,7 +77,10 @@ def time_training(models: dict[int, RATE], rounds: int, steps: int) -> dict[int,
 
 
 def training_throughput(args: argparse.Namespace) -> dict:
-    models = {k: training_model(k, args.demos, args.batch_size, args.seed) for k in CONTEXT_LENGTHS}
+    models = {
+        k: training_model(dict(ARCHITECTURE, context_len=k), args.demos, args.batch_size, args.seed)
+        for k in CONTEXT_LENGTHS
+    }
     seconds = time_training(models, args.rounds, args.steps)
     result = {}
     for k, values in seconds.items():

@@ -29,6 +29,7 @@ from rate_sb3.attention import (
     AttentionPattern,
     KeyValueStore,
     RelativeAttentionLayer,
+    SegmentPattern,
     attention_allowed,
     dropout,
     sinusoid,
@@ -182,8 +183,10 @@ class RATETransformer(nn.Module):
         parts = [memory, tokens, memory] if m else [tokens]
         hidden = self.input_drop(th.cat(parts, dim=1))
         query_idx = th.arange(self.config.n_tokens, device=tokens.device)
-        pattern, relative_keys = self.attention(query_idx, store, hidden)
-        hidden = self.run_tokens(hidden, store, pattern, relative_keys, slots=None)
+        highest = self.config.n_tokens - 1 + cache.shape[2]  # the last write token's distance to the oldest cache key
+        distances = th.arange(highest, -m - 1, -1, device=tokens.device, dtype=tokens.dtype)
+        pattern = SegmentPattern.of(self._allowed(query_idx, store), self.config.n_heads, tokens.dtype)
+        hidden = self.run_tokens(hidden, store, pattern, self._project_positions(distances), slots=None)
         next_memory = self.next_memory(memory, hidden[:, m + tokens.shape[1] :]) if m else None
         x_valid = store.key_valid[:, cache.shape[2] :]
         next_cache, next_valid = self.next_cache(cache, cache_valid, store.layer_inputs, x_valid)
@@ -196,7 +199,7 @@ class RATETransformer(nn.Module):
         self,
         hidden: th.Tensor,
         store: KeyValueStore,
-        pattern: AttentionPattern,
+        pattern: AttentionPattern | SegmentPattern,
         relative_keys: list[th.Tensor],
         slots: int | th.Tensor | None,
     ) -> th.Tensor:
@@ -204,22 +207,11 @@ class RATETransformer(nn.Module):
 
         The pattern may cover only the store's first slots: the queries cannot see the ones after them.
         """
-        n_keys = pattern.blocked.shape[-1]
-        distance_index = pattern.distance_index.expand(self.config.n_heads, len(hidden), -1, -1)
         biases = th.stack([self.content_bias, self.position_bias])[:, :, None, None]
         for layer_id, layer in enumerate(self.layers):
             query, key_value = layer.project(hidden)
             store.write(layer_id, key_value, hidden, slots)
-            key_values = store.key_values[layer_id][..., :n_keys, :]
-            hidden = layer(
-                hidden,
-                query,
-                key_values,
-                pattern.blocked,
-                distance_index,
-                relative_keys[layer_id],
-                biases,
-            )
+            hidden = layer(hidden, query, store.key_values[layer_id], pattern, relative_keys[layer_id], biases)
         return self.output_drop(hidden)
 
     def attention(
@@ -227,17 +219,15 @@ class RATETransformer(nn.Module):
     ) -> tuple[AttentionPattern, list[th.Tensor]]:
         """The pattern of queries at X indices (n,) or (B, n) over the store's keys, and the relative keys
         it indexes."""
+        lowest, highest = self.distance_range
+        pattern = AttentionPattern.of(query_idx, store.key_idx, self._allowed(query_idx, store), lowest, highest)
+        return pattern, self.relative_keys(like)
+
+    def _allowed(self, query_idx: th.Tensor, store: KeyValueStore) -> th.Tensor:
+        """Which of the store's keys (B, n, S) queries at X indices (n,) or (B, n) may attend."""
         cfg = self.config
         allowed = attention_allowed(query_idx, store.key_idx, cfg.n_mem_tokens, 3 * cfg.segment_len)
-        allowed = allowed & store.key_valid[:, None, :]
-        if self.training or th.is_grad_enabled():
-            # masked pairs need no position: trimming the table to the used distances halves it
-            used = (query_idx[..., :, None] - store.key_idx).masked_select(allowed)
-            lowest, highest = int(used.min()), int(used.max())
-            relative_keys = self._project_positions(lowest, highest, like)
-        else:
-            (lowest, highest), relative_keys = self.distance_range, self.relative_keys(like)
-        return AttentionPattern.of(query_idx, store.key_idx, allowed, lowest, highest), relative_keys
+        return allowed & store.key_valid[:, None, :]
 
     @property
     def distance_range(self) -> tuple[int, int]:
@@ -254,10 +244,11 @@ class RATETransformer(nn.Module):
         return self._relative_keys(like)
 
     def _project_distance_range(self, like: th.Tensor) -> list[th.Tensor]:
-        return self._project_positions(*self.distance_range, like)
+        lowest, highest = self.distance_range
+        return self._project_positions(th.arange(lowest, highest + 1, device=like.device, dtype=like.dtype))
 
-    def _project_positions(self, lowest: int, highest: int, like: th.Tensor) -> list[th.Tensor]:
-        distances = th.arange(lowest, highest + 1, device=like.device, dtype=like.dtype)
+    def _project_positions(self, distances: th.Tensor) -> list[th.Tensor]:
+        """Per-layer relative keys (H, dh, P) of the P ``distances`` (float), in their order."""
         positions = self.position_drop(sinusoid(distances, self.config.d_model))
         return [layer.relative_keys(positions) for layer in self.layers]
 

@@ -3,7 +3,7 @@
 import pytest
 import torch as th
 
-from rate_sb3.attention import attention_allowed
+from rate_sb3.attention import AttentionPattern, SegmentPattern, attention_allowed, dropout
 from rate_sb3.inference import IncrementalInference
 from rate_sb3.model import RATEConfig, RATETransformer
 
@@ -35,6 +35,32 @@ def test_mask_layout_matches_the_reference_rules():
         "111" + "00" + "000000" + "00",
     ]
     assert rows == expected
+
+
+@pytest.mark.parametrize("block_size", [3, 64])
+@pytest.mark.parametrize("n_mem, n_cache", [(2, 0), (2, 5), (0, 4)])
+def test_segment_blocks_pick_the_position_scores_the_gather_picks(n_mem, n_cache, block_size, monkeypatch):
+    # the training forward reads a segment's position scores by query blocks, through skewed views of a
+    # descending table; inference gathers them from an ascending one: both must give every allowed pair its
+    # distance's score, and a block may leave out only keys its queries do not see
+    monkeypatch.setattr(SegmentPattern, "block_size", block_size)
+    n_seg, heads, batch = 6, 2, 2
+    n = 2 * n_mem + n_seg
+    query_idx, key_idx = th.arange(n), th.arange(-n_cache, n)
+    allowed = attention_allowed(query_idx, key_idx, n_mem, n_seg).expand(batch, -1, -1).clone()
+    allowed[1, :, :2] = False  # invalid cache slots in one row
+    lowest, highest = -n_mem, n - 1 + n_cache
+    per_distance = th.randn(heads, batch, n, highest - lowest + 1, dtype=th.float64)  # scores ascending by distance
+    gathered = AttentionPattern.of(query_idx, key_idx, allowed, lowest, highest).score_bias(per_distance.flatten(1, 2))
+    gathered = gathered.view(heads, batch, n, -1)
+    blocks = SegmentPattern.of(allowed, heads, th.float64).blocks
+    assert len(blocks) == max(1, round(n / block_size))
+    assert [block.rows.start for block in blocks[1:]] == [block.rows.stop for block in blocks[:-1]]
+    for block in blocks:
+        table = per_distance.flip(-1)[:, :, block.rows, block.table_start :].flatten(1, 2).contiguous()
+        skewed = block.score_bias(table).view(heads, batch, -1, block.n_keys)
+        assert th.equal(skewed, gathered[:, :, block.rows, : block.n_keys])
+        assert th.isinf(gathered[:, :, block.rows, block.n_keys :]).all()
 
 
 def incremental_outputs(
@@ -187,6 +213,16 @@ def test_dropout_off_in_eval_gives_deterministic_outputs():
     valid = th.ones(1, 9, dtype=th.bool)
     with th.no_grad():
         th.testing.assert_close(model(tokens, valid).hidden, model(tokens, valid).hidden)
+
+
+def test_dropout_keeps_each_entry_with_probability_1_minus_p_scaled_up():
+    x = th.ones(200, 500, dtype=th.float64, requires_grad=True)
+    out = dropout(0.3).train()(x)
+    kept = out != 0
+    assert abs(kept.double().mean().item() - 0.7) < 0.005  # 100,000 draws: the standard error is 0.0015
+    th.testing.assert_close(out[kept], th.full_like(out[kept], 1 / 0.7))
+    out.sum().backward()
+    th.testing.assert_close(x.grad, out.detach())  # the gradient is the scaled mask
 
 
 def test_memory_tokens_start_distinct_unless_shared():
