@@ -6,9 +6,10 @@
 * Training: ``model.pretrain`` on T-Maze oracle demonstrations, batch 32, the T-Maze architecture of
   ``tmaze_memory.py`` with K in {10, 25, 50} and 3 segments; throughput in env steps of trajectory per second
   (batch_size * window_len / seconds per gradient step).
-* Rollout: ``predict`` plus env stepping on CartPoleNoVel-v1 with 8 envs, RATE (the architecture of
-  ``hyperparams/rate.yml``) against sb3-contrib RecurrentPPO (the RL Zoo's policy_kwargs); untrained models,
-  actions sampled as in online collection.
+* Rollout: ``predict`` plus env stepping on CartPoleNoVel-v1 with 8 envs (and 1 and 16: ``--rollout-envs``),
+  RATE (the architecture of ``hyperparams/rate.yml``) against sb3-contrib RecurrentPPO (the RL Zoo's
+  policy_kwargs); untrained models, actions sampled as in online collection. ``rollout`` holds the 8-env
+  comparison (``rate_over_recurrent_ppo``), ``rollout_by_n_envs`` every count.
 
 The machine may be shared, so the variants are timed side by side (taking turns, repeated, medians) and
 compared as ratios. Writes ``benchmarks/results/training_speed[_quick].json`` and ``.png``, and prints the
@@ -41,7 +42,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 CONTEXT_LENGTHS = (10, 25, 50)
-ROLLOUT_ENV, ROLLOUT_ENVS = "CartPoleNoVel-v1", 8
+ROLLOUT_ENV, ROLLOUT_ENVS = "CartPoleNoVel-v1", 8  # the headline comparison
 # hyperparams/rate.yml (CartPoleNoVel-v1) and hyperparams/ppo_lstm.yml (the RL Zoo's tuned entry)
 RATE_CARTPOLE = dict(context_len=20, n_segments=3, d_model=64, n_layers=2, n_heads=4, n_mem_tokens=4, dropout=0.1)
 
@@ -116,27 +117,27 @@ class Rollout:
         return time.perf_counter() - started
 
 
-def rollouts(seed: int) -> dict[str, Rollout]:
-    rate_env = make_vec_env(ROLLOUT_ENV, n_envs=ROLLOUT_ENVS, seed=seed, wrapper_class=PrevRewardWrapper)
+def rollouts(seed: int, n_envs: int) -> dict[str, Rollout]:
+    rate_env = make_vec_env(ROLLOUT_ENV, n_envs=n_envs, seed=seed, wrapper_class=PrevRewardWrapper)
     rate = RATE("RATEPolicy", rate_env, target_return=500, seed=seed, **RATE_CARTPOLE)
-    lstm_env = make_vec_env(ROLLOUT_ENV, n_envs=ROLLOUT_ENVS, seed=seed)
+    lstm_env = make_vec_env(ROLLOUT_ENV, n_envs=n_envs, seed=seed)
     lstm = RecurrentPPO("MlpLstmPolicy", lstm_env, seed=seed, policy_kwargs=ZOO_LSTM_POLICY_KWARGS)
     return {"rate": Rollout(rate, rate_env), "recurrent_ppo": Rollout(lstm, lstm_env)}
 
 
-def rollout_throughput(args: argparse.Namespace) -> dict:
-    runners = rollouts(args.seed)
+def rollout_throughput(args: argparse.Namespace, n_envs: int) -> dict:
+    runners = rollouts(args.seed, n_envs)
     for runner in runners.values():
         runner.run(20)  # warm-up
     rates: dict[str, list[float]] = {name: [] for name in runners}
     for r in range(args.rollout_rounds):
         for name in list(runners)[:: 1 if r % 2 else -1]:
-            rates[name].append(ROLLOUT_ENVS * args.block / runners[name].run(args.block))
+            rates[name].append(n_envs * args.block / runners[name].run(args.block))
     result = {name: {"env_steps_per_second": round(float(np.median(v)), 1)} for name, v in rates.items()}
     result["rate_over_recurrent_ppo"] = round(
         result["rate"]["env_steps_per_second"] / result["recurrent_ppo"]["env_steps_per_second"], 3
     )
-    result.update(env=ROLLOUT_ENV, n_envs=ROLLOUT_ENVS, steps_per_block=args.block, blocks=args.rollout_rounds)
+    result.update(env=ROLLOUT_ENV, n_envs=n_envs, steps_per_block=args.block, blocks=args.rollout_rounds)
     result["rate_architecture"], result["recurrent_ppo_policy"] = RATE_CARTPOLE, "MlpLstmPolicy (lstm 64, critic lstm)"
     return result
 
@@ -171,6 +172,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="gradient steps per training turn")
     parser.add_argument("--rollout-rounds", type=int, default=None, help="rollout turns per model")
     parser.add_argument("--block", type=int, default=200, help="env steps per rollout turn")
+    parser.add_argument("--rollout-envs", type=int, nargs="+", default=[1, ROLLOUT_ENVS, 16], help="env counts")
+    parser.add_argument("--rollout-only", action="store_true", help="skip the training measurement")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--demos", type=int, default=64, help="oracle demonstrations per window length")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine)")
@@ -192,17 +195,22 @@ def main() -> None:
         gradient_steps_per_round=args.steps,
         rollout_rounds=args.rollout_rounds,
         rollout_block=args.block,
+        rollout_envs=args.rollout_envs,
         demonstrations=args.demos,
         threads=args.threads,
     )
-    result["training"] = training_throughput(args)
-    print(f"training: { {k: v['env_steps_per_second'] for k, v in result['training'].items()} }", flush=True)
-    result["rollout"] = rollout_throughput(args)
-    print(f"rollout: {result['rollout']}", flush=True)
+    if not args.rollout_only:
+        result["training"] = training_throughput(args)
+        print(f"training: { {k: v['env_steps_per_second'] for k, v in result['training'].items()} }", flush=True)
+    by_n_envs = {n: rollout_throughput(args, n) for n in sorted(set(args.rollout_envs) | {ROLLOUT_ENVS})}
+    result["rollout"], result["rollout_by_n_envs"] = by_n_envs[ROLLOUT_ENVS], by_n_envs
+    print(f"rollout: { {n: r['rate_over_recurrent_ppo'] for n, r in by_n_envs.items()} }", flush=True)
     result["total_seconds"] = round(time.perf_counter() - started, 1)
-    out = args.out or RESULTS / f"training_speed{'_quick' if args.quick else ''}.json"
+    name = "training_speed" + ("_rollout" if args.rollout_only else "") + ("_quick" if args.quick else "")
+    out = args.out or RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    plot(result, out.with_suffix(".png"))
+    if not args.rollout_only:
+        plot(result, out.with_suffix(".png"))
     write_result(result, out)
 
 
