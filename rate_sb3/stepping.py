@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import torch as th
 
+from rate_sb3.derived import DerivedWeights
 from rate_sb3.inference import IncrementalInference, SlotStore
 
 
@@ -58,6 +59,16 @@ class SegmentStepper:
 
     def __init__(self, inference: IncrementalInference) -> None:
         self.inference, self.config = inference, inference.config
+        transformer = inference.transformer
+        every_parameter = [
+            (module, name)
+            for module in transformer.modules()
+            for name, value in module._parameters.items()
+            if value is not None
+        ]
+        # The read tokens of an episode's first segment see only each other (no cache yet), so their keys and
+        # values depend on the weights alone: envs that restart apart from the others copy them.
+        self._fresh_read = DerivedWeights(every_parameter, self._run_fresh_read)
 
     def initial_state(self, n_envs: int, action_dim: int) -> RATEState:
         """A state of ``n_envs`` envs, each to be restarted before its first step."""
@@ -119,6 +130,10 @@ class SegmentStepper:
             state.key_valid[rows, : self.config.mem_len] = cache_valid
 
     def _begin_segments(self, state: RATEState, envs: np.ndarray, read: bool) -> None:
+        if read and not self.config.mem_len and len(envs) < len(state.step):
+            fresh = state.step[envs] == 0
+            self._begin_first_segments(state, envs[fresh])
+            envs = envs[~fresh]
         if not len(envs):
             return
         rows = _rows(envs, state)
@@ -127,6 +142,19 @@ class SegmentStepper:
         if isinstance(rows, th.Tensor):  # the store wrote to copies of these rows
             key_values, layer_inputs, _ = store.buffers
             state.key_values[:, :, :, rows], state.layer_inputs[:, rows] = key_values, layer_inputs
+
+    def _begin_first_segments(self, state: RATEState, envs: np.ndarray) -> None:
+        """Begin the first segment of these envs' episodes: their read tokens' keys and values are copied."""
+        if len(envs):
+            read_slots = slice(0, self.config.n_mem_tokens)
+            state.key_values[:, :, :, _rows(envs, state), read_slots] = self._fresh_read(state.memory)
+
+    def _run_fresh_read(self, like: th.Tensor) -> th.Tensor:
+        """The keys and values (n_layers, 2, heads, 1, m, d_head) of a fresh episode's read tokens."""
+        store = self.inference.empty_store(1, like)
+        memory = self.inference.transformer.initial_memory.to(like.dtype)[None]
+        self.inference.begin_segment(store, memory, None)
+        return store.buffers[0][..., : self.config.n_mem_tokens, :].clone()
 
     def _store(self, state: RATEState, rows: slice | th.Tensor) -> SlotStore:
         """The inference store of some envs (copies of their rows, unless ``rows`` is all of them)."""
