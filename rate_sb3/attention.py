@@ -263,7 +263,10 @@ class RelativeAttentionLayer(nn.Module):
         scores = block.score_bias(position_query @ rel[..., block.table_start :])
         content_query = (query + content_bias).flatten(0, 1)
         keys, values = _leading(keys, block.n_keys), _leading(values, block.n_keys)
-        scores.baddbmm_(content_query, keys.transpose(-1, -2), alpha=self.scale)
+        if scores.dtype == content_query.dtype == keys.dtype:
+            scores.baddbmm_(content_query, keys.transpose(-1, -2), alpha=self.scale)
+        else:  # under autocast (mixed_precision): dtypes differ, and autocast casts only out-of-place calls
+            scores = th.baddbmm(scores, content_query, keys.transpose(-1, -2), alpha=self.scale)
         weights = self.attn_drop(F.softmax(scores, dim=-1))
         return weights @ values
 
