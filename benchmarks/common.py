@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -35,6 +36,13 @@ def observation_batch(rng: np.random.Generator, n_envs: int) -> dict[str, np.nda
     """A T-Maze-like observation batch with the previous reward (values do not change the cost)."""
     observation = rng.integers(-1, 2, size=(n_envs, 4)).astype(np.float32)
     return {"observation": observation, "prev_reward": np.zeros((n_envs, 1), np.float32)}
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every speed benchmark takes: ``--threads``, ``--seed`` and ``--out``."""
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
 
 
 def machine_info() -> dict:

@@ -28,7 +28,7 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 import torch as th
-from common import INFERENCE_ARCHITECTURE, RESULTS, machine_info, observation_batch, write_result
+from common import INFERENCE_ARCHITECTURE, RESULTS, add_timing_arguments, machine_info, observation_batch, write_result
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.attention import KeyValueStore
@@ -358,9 +358,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 100], help="n_envs compared in (a)")
     parser.add_argument("--window", type=int, default=200, help="timed steps at each flatness point")
     parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes in (c)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
+    add_timing_arguments(parser)
     args = parser.parse_args()
     args.repeats = args.repeats or (3 if args.quick else 15)
     args.episodes = args.episodes or (10 if args.quick else 100)

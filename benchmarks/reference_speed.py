@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch as th
-from common import RESULTS, machine_info, write_result
+from common import RESULTS, add_timing_arguments, machine_info, write_result
 from torch.nn import functional as F
 from training_speed import training_model
 
@@ -198,9 +198,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="turns of each model per configuration")
     parser.add_argument("--batches", type=int, default=1, help="batches per turn")
     parser.add_argument("--demos", type=int, default=64, help="oracle demonstrations for our model")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
+    add_timing_arguments(parser)
     args = parser.parse_args()
     args.rounds = args.rounds or (3 if args.quick else 10)
     module = import_reference(args.reference.resolve())

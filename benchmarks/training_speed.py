@@ -27,7 +27,7 @@ import matplotlib
 import numpy as np
 import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1)
 import torch as th
-from common import RESULTS, ZOO_LSTM_POLICY_KWARGS, machine_info, write_result
+from common import RESULTS, ZOO_LSTM_POLICY_KWARGS, add_timing_arguments, machine_info, write_result
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
@@ -176,9 +176,7 @@ def main() -> None:
     parser.add_argument("--rollout-only", action="store_true", help="skip the training measurement")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--demos", type=int, default=64, help="oracle demonstrations per window length")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
+    add_timing_arguments(parser)
     args = parser.parse_args()
     args.rounds = args.rounds or (3 if args.quick else 10)
     args.steps = args.steps or (3 if args.quick else 5)
