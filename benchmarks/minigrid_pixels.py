@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from common import RESULTS, write_result
+from zoo_result import result_name
 
 BENCHMARKS = Path(__file__).resolve().parent
 CONFIG = BENCHMARKS.parent / "hyperparams" / "rate_pixels.yml"
@@ -27,8 +28,10 @@ MODES = ("rate", "dt")
 
 
 def run_file(env: str, mode: str, seed: int, quick: bool) -> Path:
-    mode_part = "_dt" if mode == "dt" else ""
-    return RESULTS / f"zoo_{env}_rate_rate_pixels{mode_part}_seed{seed}{'_quick' if quick else ''}.json"
+    """The JSON that ``zoo_result.py`` names for this run."""
+    dt_mode = mode if mode == "dt" else None
+    run = argparse.Namespace(env=env, algo="rate", conf_file=CONFIG, mode=dt_mode, seed=seed, quick=quick)
+    return RESULTS / f"{result_name(run)}.json"
 
 
 def run(env: str, mode: str, args: argparse.Namespace) -> dict:
