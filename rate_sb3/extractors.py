@@ -34,33 +34,6 @@ class SmallImageCNN(BaseFeaturesExtractor):
         return self.cnn(observations)
 
 
-class TiledImageCNN(BaseFeaturesExtractor):
-    """Channel-first images drawn as a grid of square tiles (MiniGrid's views rendered as RGB by its
-    ``RGBImgPartialObsWrapper``): a first convolution reads each tile once (kernel and stride the tile size) and
-    :class:`SmallImageCNN` runs over the grid of tile features. Far cheaper than NatureCNN on the same pixels.
-
-    :param observation_space: channel-first images whose height and width are multiples of ``tile_size``
-    :param tile_size: pixels per tile side (MiniGrid's wrappers: ``tile_size=8`` by default)
-    :param tile_features: channels of each tile's features
-    """
-
-    def __init__(self, observation_space: spaces.Box, tile_size: int = 8, tile_features: int = 32) -> None:
-        channels, height, width = observation_space.shape
-        if height % tile_size or width % tile_size:
-            raise ValueError(
-                f"TiledImageCNN: images of {height}x{width} pixels are not a grid of {tile_size}x{tile_size} tiles: "
-                "give the tile_size the images were rendered with"
-            )
-        grid = spaces.Box(0.0, np.inf, (tile_features, height // tile_size, width // tile_size), np.float32)
-        grid_cnn = SmallImageCNN(grid)
-        super().__init__(observation_space, grid_cnn.features_dim)
-        self.tiles = nn.Sequential(nn.Conv2d(channels, tile_features, tile_size, tile_size), nn.ReLU())
-        self.grid_cnn = grid_cnn
-
-    def forward(self, observations: th.Tensor) -> th.Tensor:
-        return self.grid_cnn(self.tiles(observations))
-
-
 class CategoricalImageCNN(BaseFeaturesExtractor):
     """Channel-first images whose channels hold category indices, not intensities (MiniGrid's object, colour and
     state): each channel's index is embedded, and a CNN (:class:`SmallImageCNN`, or NatureCNN from 36 pixels) runs

@@ -15,7 +15,7 @@ from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.buffers import hindsight_returns
 from rate_sb3.data import Episode, load_episodes_npz, save_episodes, validate_episodes
 from rate_sb3.evaluate import FrameStack, evaluate
-from rate_sb3.extractors import CategoricalImageCNN, DictExtractor, TiledImageCNN
+from rate_sb3.extractors import CategoricalImageCNN, DictExtractor
 from rate_sb3.observations import map_observations
 
 TINY = dict(context_len=2, n_segments=2, d_model=16, n_layers=1, n_heads=2, n_mem_tokens=2, batch_size=4, seed=0)
@@ -288,21 +288,6 @@ def test_extractor_arguments_that_do_not_fit_the_space_are_named():
     dict_space = spaces.Dict({"image": grid, "direction": spaces.Discrete(4)})
     with pytest.raises(ValueError, match=r"categorical_images keys \['grid'\] are not in"):
         DictExtractor(dict_space, categorical_images={"grid": (11, 6, 3)})
-    with pytest.raises(ValueError, match=r"images of 7x7 pixels are not a grid of 8x8 tiles: give the tile_size"):
-        TiledImageCNN(grid)
-
-
-def test_tiled_image_cnn_reads_each_tile_once():
-    # MiniGrid's RGB view: 7x7 tiles of 8x8 pixels; a change inside one tile moves only that tile's features
-    extractor = TiledImageCNN(spaces.Box(0, 255, (3, 56, 56), np.uint8), tile_size=8)
-    images = th.rand(2, 3, 56, 56)
-    changed = images.clone()
-    changed[:, :, 8:16, 16:24] = th.rand(2, 3, 8, 8)
-    with th.no_grad():
-        tiles, changed_tiles = extractor.tiles(images), extractor.tiles(changed)
-        assert extractor(images).shape == (2, extractor.features_dim)
-    moved = (tiles != changed_tiles).any(1).any(0)
-    assert moved.shape == (7, 7) and moved.nonzero().tolist() == [[1, 2]]
 
 
 def test_a_dict_episode_whose_arrays_differ_in_length_is_refused():
