@@ -18,6 +18,7 @@ from rate_sb3.demo_formats import (
     load_imitation,
     load_minari,
     save_episodes,
+    save_minari,
 )
 from rate_sb3.encoders import check_spaces
 from rate_sb3.episode import Episode
@@ -30,6 +31,7 @@ __all__ = [
     "load_imitation",
     "load_minari",
     "save_episodes",
+    "save_minari",
     "validate_episodes",
 ]
 

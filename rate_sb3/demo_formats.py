@@ -184,6 +184,82 @@ def _open_minari_dataset(id_or_dir: str | os.PathLike) -> Any:
     return minari.load_dataset(dataset_id, download=False)
 
 
+def save_minari(
+    episodes: Sequence[Episode],
+    dataset_id: str,
+    env_id: str,
+    *,
+    algorithm_name: str | None = None,
+    author: str | None = None,
+    code_permalink: str | None = None,
+    description: str | None = None,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+) -> Path:
+    """
+    Write episodes as a local Minari dataset (``minari.create_dataset_from_buffers``, no jax needed).
+
+    The dataset is written under a temporary root next to its destination and moved into place when complete, so
+    an interrupted write never leaves a half-written dataset under its id.
+
+    :param episodes: Episodes to write (at least one).
+    :param dataset_id: Minari id, ``namespace/env_name/dataset_name-vN``; it must not exist yet.
+    :param env_id: Gymnasium id of the env that generated the episodes (Minari records its spec).
+    :param algorithm_name: Recorded in the dataset's metadata: what generated the data.
+    :param author: Recorded in the dataset's metadata.
+    :param code_permalink: Recorded in the dataset's metadata: the code (and its version) that made the data.
+    :param description: Recorded in the dataset's metadata (e.g. the generating policy's checkpoint).
+    :param ref_min_score: Return of a random policy, for ``minari.get_normalized_score`` (with ``ref_max_score``).
+    :param ref_max_score: Return of an expert policy.
+    :return: The dataset's directory.
+    """
+    minari = _import_minari()
+    from minari.data_collector import EpisodeBuffer
+
+    if len(episodes) == 0:
+        raise ValueError(f"No episodes to write to Minari dataset {dataset_id!r}.")
+    root = minari_datasets_root()
+    destination = root / dataset_id
+    if destination.exists():
+        raise FileExistsError(f"Minari dataset {dataset_id!r} exists at {destination}: delete it or choose a new id.")
+    buffers = [
+        EpisodeBuffer(
+            id=index,
+            observations=episode.observations,
+            actions=episode.actions,
+            rewards=episode.rewards.tolist(),
+            terminations=[False] * (episode.length - 1) + [episode.terminated],
+            truncations=[False] * (episode.length - 1) + [episode.truncated],
+            infos={},
+        )
+        for index, episode in enumerate(episodes)
+    ]
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".minari-", dir=root) as staging:
+        previous_root = os.environ.get("MINARI_DATASETS_PATH")
+        os.environ["MINARI_DATASETS_PATH"] = staging
+        try:
+            minari.create_dataset_from_buffers(
+                dataset_id,
+                buffers,
+                env=env_id,
+                algorithm_name=algorithm_name,
+                author=author,
+                code_permalink=code_permalink,
+                description=description,
+                ref_min_score=ref_min_score,
+                ref_max_score=ref_max_score,
+            )
+        finally:
+            if previous_root is None:
+                del os.environ["MINARI_DATASETS_PATH"]
+            else:
+                os.environ["MINARI_DATASETS_PATH"] = previous_root
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(Path(staging) / dataset_id, destination)
+    return destination
+
+
 def _make_episode(source: str, index: int, **fields: Any) -> Episode:
     """Build an Episode, naming the source and episode index if its fields are inconsistent."""
     try:
