@@ -16,12 +16,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from rate_sb3.collect import collect_episodes
+from rate_sb3.envs.mujoco import DATASET_KINDS, MUJOCO_ENV_IDS
 from rate_sb3.episode import Episode
 
-MUJOCO_ENV_IDS = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
-"""D4RL's short env names and the Gymnasium MuJoCo envs that stand in for D4RL's (gym v3, mujoco-py) ones."""
-
-DATASET_KINDS = ("medium", "medium-replay", "expert", "medium-expert")
 MEDIUM_FRACTION = 1 / 3
 """The "medium" agent is the first checkpoint whose return reaches this fraction of the expert reference return."""
 
@@ -43,11 +40,19 @@ D4RL_REFERENCE_SCORES = {
 (same bodies and rewards, a newer simulator) normalised scores are approximate."""
 
 
+def _short_name(env_id: str) -> str:
+    return env_id.split(":")[-1].split("/")[-1].split("-")[0].lower()
+
+
+def is_d4rl_env(env_id: str) -> bool:
+    """Whether D4RL has reference scores for the env (``Hopper-v5``, ``rate_sb3/hopper-medium-v0``, ...)."""
+    return _short_name(env_id) in MUJOCO_ENV_IDS
+
+
 def env_name(env_id: str) -> str:
-    """D4RL's short name of a MuJoCo env id (``"Hopper-v5"`` -> ``"hopper"``)."""
-    name = env_id.split(":")[-1].split("-")[0].lower()
-    if name in MUJOCO_ENV_IDS:
-        return name
+    """D4RL's short name of a MuJoCo env id (``"Hopper-v5"`` or ``"rate_sb3/hopper-medium-v0"`` -> ``"hopper"``)."""
+    if is_d4rl_env(env_id):
+        return _short_name(env_id)
     raise ValueError(f"{env_id!r} is not one of D4RL's MuJoCo envs: {', '.join(MUJOCO_ENV_IDS.values())}")
 
 

@@ -176,10 +176,15 @@ def _open_minari_dataset(id_or_dir: str | os.PathLike) -> Any:
     dataset_id = str(id_or_dir)
     root = minari_datasets_root()
     if not (root / dataset_id / "data").is_dir():
+        fix = (
+            f"build it with `python benchmarks/mujoco_datasets.py --env {dataset_id.split('/')[1]}`"
+            if dataset_id.startswith("rate_sb3/")  # made by rate_sb3.d4rl's recipe
+            else f"run `minari download {dataset_id}` first"
+        )
         raise FileNotFoundError(
             f"Minari dataset {dataset_id!r} is not in the local datasets root {root} "
-            "(set by $MINARI_DATASETS_PATH). rate_sb3 never downloads datasets: "
-            f"run `minari download {dataset_id}` first or point $MINARI_DATASETS_PATH at your datasets."
+            f"(set by $MINARI_DATASETS_PATH). rate_sb3 never downloads datasets: {fix} "
+            "or point $MINARI_DATASETS_PATH at your datasets."
         )
     return minari.load_dataset(dataset_id, download=False)
 

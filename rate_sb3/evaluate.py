@@ -4,7 +4,7 @@ Episode j is reset with seed ``S + j`` whatever the number of parallel envs, so 
 ``--n-envs``; T-Maze maps even seeds to the upper goal, so N consecutive episodes split evenly over both
 sides. The last stdout line is one JSON object with ``env``, ``episodes``, ``mean_return``, ``std_return``,
 ``success_rate`` (from ``info["is_success"]``, null when the env does not report it), ``mean_length``
-and ``seconds``.
+and ``seconds``; for HalfCheetah, Hopper and Walker2d also ``normalized_score``, D4RL's (:mod:`rate_sb3.d4rl`).
 
 Env wrappers (``--env-wrapper PATH``, repeatable, applied in order, like rl_zoo3's ``env_wrapper``) and the frame
 stack (``--frame-stack N``, rl_zoo3's ``frame_stack``) come from the run folder's ``<env id>/config.yml`` when
@@ -35,6 +35,7 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 from stable_baselines3.common.vec_env import VecTransposeImage
 from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
+from rate_sb3.d4rl import is_d4rl_env, normalized_score
 from rate_sb3.envs import make_env
 from rate_sb3.importing import import_callable
 from rate_sb3.observations import env_row, map_observations
@@ -341,9 +342,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--reset-return-to-go-per-segment",
+        action="store_true",
+        help="condition every segment on the target return (the paper's MuJoCo evaluation)",
+    )
     args = parser.parse_args(argv)
     try:
         model = load_model(args.model, args.device)
+        if args.reset_return_to_go_per_segment:
+            model.policy.reset_return_to_go_per_segment = True
         env_wrappers, frame_stack = args.env_wrapper, args.frame_stack
         if env_wrappers is None and frame_stack is None:  # the flags, or else the zoo run's config.yml
             config = zoo_config(args.model, args.env)
@@ -366,6 +374,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"error: {error}\n")
+    if is_d4rl_env(args.env):
+        result["normalized_score"] = float(normalized_score(args.env, result["mean_return"]))
     print(json.dumps(result))
     return result
 

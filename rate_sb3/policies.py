@@ -42,6 +42,9 @@ class RATEPolicy(BasePolicy):
     :param return_scale: factor applied to returns before they are embedded
     :param return_to_go_cap: the return-to-go the policy conditions on never rises above this (raw reward units;
         ``None``: no cap)
+    :param reset_return_to_go_per_segment: at inference, set the return-to-go back to ``target_return`` at the first
+        step of every segment (the paper's MuJoCo evaluation, its appendix E.6), instead of lowering it by each reward
+        over the whole episode
     :param weight_decay: AdamW weight decay, applied to weight matrices only
     :param critic: also learn a value function of the history (:class:`rate_sb3.critic.HistoryCritic`), for
         advantage-weighted training
@@ -63,6 +66,7 @@ class RATEPolicy(BasePolicy):
         target_return: float = 1.0,
         return_scale: float = 1.0,
         return_to_go_cap: float | None = None,
+        reset_return_to_go_per_segment: bool = False,
         weight_decay: float = 0.01,
         critic: bool = False,
         optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
@@ -88,6 +92,7 @@ class RATEPolicy(BasePolicy):
         self.features_extractor_class = features_extractor_class  # None: the defaults of the observation's space
         self.target_return, self.return_scale, self.weight_decay = target_return, return_scale, weight_decay
         self.return_to_go_cap = return_to_go_cap
+        self.reset_return_to_go_per_segment = reset_return_to_go_per_segment
         self.transformer_kwargs = transformer_kwargs
         self.config = RATEConfig(**transformer_kwargs)
         d = self.config.d_model
@@ -129,6 +134,7 @@ class RATEPolicy(BasePolicy):
             target_return=self.target_return,
             return_scale=self.return_scale,
             return_to_go_cap=self.return_to_go_cap,
+            reset_return_to_go_per_segment=self.reset_return_to_go_per_segment,
             weight_decay=self.weight_decay,
             critic=self.critic is not None,
             optimizer_class=self.optimizer_class,
@@ -268,6 +274,8 @@ class RATEPolicy(BasePolicy):
         return_to_go -= prev_reward if self.return_scale == 1 else prev_reward * self.return_scale
         if np.count_nonzero(starts):  # restarted envs get the target return here
             self._restart(state, starts)
+        if self.reset_return_to_go_per_segment:
+            return_to_go[state.step % self.config.segment_len == 0] = self.target_return * self.return_scale
         if self.return_to_go_cap is not None:
             np.minimum(return_to_go, self.return_to_go_cap * self.return_scale, out=return_to_go)
         tokens = self.step_encoder(state.last_action, return_to_go, observations, state.memory)  # its dtype, device

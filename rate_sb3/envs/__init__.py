@@ -6,15 +6,18 @@ from rate_sb3.envs.atari import PongExpert
 from rate_sb3.envs.expert_registry import EXPERTS, make_expert
 from rate_sb3.envs.experts import CartPoleController, PendulumController, PrivilegedExpert, TMazeOracle
 from rate_sb3.envs.minigrid_memory import MiniGridMemoryOracle
+from rate_sb3.envs.mujoco import register_pair_envs
 from rate_sb3.envs.tmaze import TMazeEnv
 
 TMAZE_ID = "TMaze-v0"
 
 
 def register_envs() -> None:
-    """Register ``TMaze-v0`` (idempotent), without ``max_episode_steps``: the env truncates itself."""
+    """Register ``TMaze-v0`` (idempotent), without ``max_episode_steps``: the env truncates itself, and the MuJoCo
+    env ids of the D4RL-style datasets (``rate_sb3/hopper-medium-v0``, ...)."""
     if TMAZE_ID not in gym.registry:
         gym.register(id=TMAZE_ID, entry_point="rate_sb3.envs.tmaze:TMazeEnv")
+    register_pair_envs()
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:

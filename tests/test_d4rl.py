@@ -1,0 +1,241 @@
+"""D4RL-style MuJoCo datasets (rate_sb3.d4rl, benchmarks/mujoco_datasets.py): the replay buffer's episodes, the
+Minari round trip, the builder's four datasets, RATE on Hopper from them, and the bad inputs. Nothing here trains
+SAC: its replay buffers are filled by the random steps before ``learning_starts``."""
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import SAC
+
+from rate_sb3 import RATE
+from rate_sb3.d4rl import (
+    D4RL_REFERENCE_SCORES,
+    dataset_id,
+    env_name,
+    normalized_score,
+    record_transitions,
+    replay_buffer_episodes,
+)
+from rate_sb3.data import load_demonstrations, load_minari, save_minari
+from rate_sb3.episode import Episode
+from rate_sb3.evaluate import main as evaluate_main
+
+pytest.importorskip("mujoco")
+minari = pytest.importorskip("minari")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ActionLog(gym.Wrapper):
+    """Remembers every action the env received."""
+
+    actions: list[np.ndarray] = []
+
+    def step(self, action):
+        ActionLog.actions.append(np.array(action, dtype=np.float32))
+        return super().step(action)
+
+
+def sac_with_random_steps(env_id: str, n_steps: int, resume_after: int | None = None) -> SAC:
+    """A SAC agent whose replay buffer holds ``n_steps`` random steps (no gradient step: learning has not started);
+    with ``resume_after``, the run is cut there and resumed as from a checkpoint (its env is reset)."""
+    ActionLog.actions = []
+    model = SAC("MlpPolicy", ActionLog(gym.make(env_id)), learning_starts=10**6, buffer_size=10_000, seed=0)
+    first = resume_after or n_steps
+    model.learn(first)
+    if resume_after is not None:
+        model._last_obs = None  # what SAC.load leaves: the next learn resets the env
+        model.learn(n_steps - first, reset_num_timesteps=False)
+    return model
+
+
+@pytest.fixture
+def minari_root(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "minari_datasets"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    return root
+
+
+def assert_same_episodes(loaded: list[Episode], expected: list[Episode]) -> None:
+    assert len(loaded) == len(expected)
+    for got, want in zip(loaded, expected):
+        np.testing.assert_array_equal(got.observations, want.observations)
+        np.testing.assert_array_equal(got.actions, want.actions)
+        np.testing.assert_array_equal(got.rewards, want.rewards)
+        assert (got.terminated, got.truncated) == (want.terminated, want.truncated)
+
+
+def test_normalised_scores_and_names():
+    scores = D4RL_REFERENCE_SCORES["hopper"]
+    np.testing.assert_allclose(normalized_score("Hopper-v5", [scores.random, scores.expert]), [0.0, 100.0])
+    assert env_name("rate_sb3/walker2d-medium-replay-v0") == "walker2d"
+    assert dataset_id("halfcheetah", "medium-expert") == "rate_sb3/halfcheetah/medium-expert-v0"
+    with pytest.raises(ValueError, match="not one of D4RL's MuJoCo envs"):
+        normalized_score("CartPole-v1", 500.0)
+    with pytest.raises(ValueError, match="unknown dataset kind 'random'"):
+        dataset_id("hopper", "random")
+
+
+def replay(env_id: str, episodes: list[Episode], seed: int) -> None:
+    """Play the episodes' actions again as SB3's VecEnv played them (the first reset seeded) and compare."""
+    env = gym.make(env_id)
+    for index, episode in enumerate(episodes):
+        observation, _ = env.reset(seed=seed if index == 0 else None)
+        np.testing.assert_allclose(episode.observations[0], observation, atol=1e-6)
+        for step, action in enumerate(episode.actions):
+            observation, reward, terminated, truncated, _ = env.step(action)
+            np.testing.assert_allclose(episode.observations[step + 1], observation, atol=1e-5)
+            assert episode.rewards[step] == pytest.approx(reward, abs=1e-5)
+        assert (episode.terminated, episode.truncated) == (terminated, truncated)
+
+
+def test_replay_buffer_episodes_are_the_played_episodes():
+    model = sac_with_random_steps("Hopper-v5", 400)
+    episodes = replay_buffer_episodes(model.replay_buffer, 400, model)
+    assert len(episodes) >= 5  # random Hopper falls within tens of steps
+    steps = sum(episode.length for episode in episodes)
+    assert 300 < steps <= 400  # only the unfinished last episode is dropped
+    assert all(episode.terminated for episode in episodes)
+    replay("Hopper-v5", episodes, seed=0)
+
+
+def test_replay_buffer_actions_are_the_env_actions_and_time_limits_truncate():
+    model = sac_with_random_steps("Pendulum-v1", 450)  # actions in [-2, 2]; 200-step episodes
+    episodes = replay_buffer_episodes(model.replay_buffer, 450, model)
+    assert [episode.length for episode in episodes] == [200, 200]
+    assert all(episode.truncated and not episode.terminated for episode in episodes)
+    np.testing.assert_allclose(np.concatenate([e.actions for e in episodes]), ActionLog.actions[:400], atol=1e-5)
+    assert np.abs(episodes[0].actions).max() > 1.5
+    replay("Pendulum-v1", episodes, seed=0)
+
+
+def test_a_resumed_run_splits_its_episode_where_the_env_was_reset():
+    model = sac_with_random_steps("Pendulum-v1", 400, resume_after=150)
+    episodes = replay_buffer_episodes(model.replay_buffer, 400, model)
+    assert [episode.length for episode in episodes] == [150, 200]
+    assert episodes[0].truncated and not episodes[0].terminated
+
+
+def test_replay_buffer_refuses_more_steps_than_it_holds():
+    model = sac_with_random_steps("Pendulum-v1", 50)
+    with pytest.raises(ValueError, match="holds 50"):
+        replay_buffer_episodes(model.replay_buffer, 60, model)
+
+
+def test_record_transitions_gathers_whole_episodes():
+    model = SAC("MlpPolicy", "Hopper-v5", seed=0)
+    episodes = record_transitions(model, "Hopper-v5", 150, seed=3, n_envs=2)
+    assert sum(episode.length for episode in episodes) >= 150
+    assert all(episode.terminated or episode.truncated for episode in episodes)
+
+
+def test_minari_round_trip_keeps_episodes_and_reference_scores(minari_root):
+    model = sac_with_random_steps("Hopper-v5", 200)
+    episodes = replay_buffer_episodes(model.replay_buffer, 200, model)
+    scores = D4RL_REFERENCE_SCORES["hopper"]
+    save_minari(
+        episodes, "rate_sb3/hopper/test-v0", "Hopper-v5", ref_min_score=scores.random, ref_max_score=scores.expert
+    )
+    assert_same_episodes(load_minari("rate_sb3/hopper/test-v0"), episodes)
+    dataset = minari.load_dataset("rate_sb3/hopper/test-v0")
+    assert minari.get_normalized_score(dataset, np.array([scores.expert])) == pytest.approx(1.0)
+    with pytest.raises(FileExistsError, match="rate_sb3/hopper/test-v0"):
+        save_minari(episodes, "rate_sb3/hopper/test-v0", "Hopper-v5")
+
+
+def test_an_interrupted_minari_write_leaves_no_dataset(minari_root, monkeypatch):
+    model = sac_with_random_steps("Hopper-v5", 100)
+    episodes = replay_buffer_episodes(model.replay_buffer, 100, model)
+
+    def fail(dataset_id, buffers, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", fail)
+    with pytest.raises(KeyboardInterrupt):
+        save_minari(episodes, "rate_sb3/hopper/cut-v0", "Hopper-v5")
+    assert list(minari_root.iterdir()) == []
+
+
+def load_builder():
+    spec = importlib.util.spec_from_file_location("mujoco_datasets", REPO / "benchmarks" / "mujoco_datasets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_builder_writes_the_four_datasets_from_its_checkpoints(minari_root, tmp_path):
+    builder = load_builder()
+    model = sac_with_random_steps("Hopper-v5", 300)
+    model.save(tmp_path / "sac_latest.zip")
+    model.save(tmp_path / "sac_medium.zip")
+    model.save_replay_buffer(tmp_path / "sac_latest_replay.pkl")
+    progress = {
+        "evaluations": [{"steps": 300, "mean_return": 20.0}],
+        "medium_steps": 200,
+        "medium_return": 15.0,
+        "train_seconds": 1.0,
+    }
+    args = argparse.Namespace(kinds=["medium", "medium-replay", "expert", "medium-expert"], quick=False, transitions=60)
+    builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args)
+    loaded = {kind: load_minari(dataset_id("hopper", kind)) for kind in args.kinds}
+    assert sum(episode.length for episode in loaded["medium"]) >= 60
+    assert_same_episodes(loaded["medium-expert"], loaded["medium"] + loaded["expert"])
+    assert sum(episode.length for episode in loaded["medium-replay"]) <= 200
+    assert_same_episodes(loaded["medium-replay"], replay_buffer_episodes(model.replay_buffer, 200, model))
+    recorded = json.loads((tmp_path / "progress.json").read_text())["datasets"]
+    assert recorded[dataset_id("hopper", "medium")]["episodes"] == len(loaded["medium"])
+    metadata = minari.load_dataset(dataset_id("hopper", "expert")).storage.metadata
+    assert "sac_latest.zip (sha256 " in metadata["description"]
+    builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args)  # exists: left as it is
+
+
+def test_rate_pretrains_on_a_hopper_dataset_and_is_scored_normalised(minari_root, tmp_path):
+    model = sac_with_random_steps("Hopper-v5", 300)
+    save_minari(replay_buffer_episodes(model.replay_buffer, 300, model), "rate_sb3/hopper/medium-v0", "Hopper-v5")
+    rate = RATE(
+        "RATEPolicy",
+        "rate_sb3/hopper-medium-v0",
+        demonstrations="rate_sb3/hopper/medium-v0",
+        online=False,
+        context_len=5,
+        n_segments=2,
+        d_model=16,
+        n_layers=1,
+        n_heads=1,
+        n_mem_tokens=2,
+        batch_size=4,
+        return_scale=0.01,
+        seed=0,
+    )
+    rate.pretrain(2)
+    rate.save(tmp_path / "hopper_rate.zip")
+    arguments = ["--model", str(tmp_path / "hopper_rate.zip"), "--env", "rate_sb3/hopper-medium-v0", "--episodes", "2"]
+    result = evaluate_main(arguments)
+    assert result["normalized_score"] == pytest.approx(float(normalized_score("hopper", result["mean_return"])))
+
+
+def test_a_dataset_of_another_env_is_refused_naming_it(minari_root):
+    model = sac_with_random_steps("Pendulum-v1", 250)
+    save_minari(replay_buffer_episodes(model.replay_buffer, 250, model), "rate_sb3/pendulum/test-v0", "Pendulum-v1")
+    with pytest.raises(ValueError, match="rate_sb3/pendulum/test-v0"):
+        RATE("RATEPolicy", "Hopper-v5", demonstrations="rate_sb3/pendulum/test-v0", online=False).pretrain(1)
+
+
+def test_a_dataset_with_nan_is_refused_naming_it(minari_root):
+    model = sac_with_random_steps("Hopper-v5", 200)
+    episodes = replay_buffer_episodes(model.replay_buffer, 200, model)
+    episodes[1].rewards[3] = np.nan
+    save_minari(episodes, "rate_sb3/hopper/nan-v0", "Hopper-v5")
+    with pytest.raises(ValueError, match=r"rate_sb3/hopper/nan-v0.*episode 1.*NaN"):
+        RATE("RATEPolicy", "Hopper-v5", demonstrations="rate_sb3/hopper/nan-v0", online=False).pretrain(1)
+
+
+def test_a_missing_dataset_says_how_to_build_it(minari_root):
+    with pytest.raises(FileNotFoundError, match=r"mujoco_datasets.py --env walker2d"):
+        load_demonstrations("rate_sb3/walker2d/medium-v0")
