@@ -7,10 +7,10 @@ written as local Minari datasets (``rate_sb3/<env>/<kind>-v0``).
 The recipe is D4RL's (``rate_sb3.d4rl``): SB3's SAC with the RL Zoo's MuJoCo hyperparameters learns the env with one
 env; every ``--eval-every`` steps it is evaluated (5 episodes, sampled actions) and checkpointed with its replay
 buffer, so an interrupted run resumes from its last checkpoint. The first checkpoint whose return reaches a third of
-D4RL's expert reference return is the "medium" agent; "medium-replay" is the replay buffer up to that step;
-training goes on to ``--expert-steps`` (D4RL: 1M; the last checkpoint is the "expert" agent). Then each dataset is
-recorded (``--transitions`` steps of sampled actions each; D4RL: 1M) and written to Minari with the generating
-checkpoint and its SHA-256 in the metadata. Datasets that exist are not written again. State and wall time are in
+D4RL's expert reference return is the "medium" agent; "medium-replay" is the replay buffer up to that step. Both
+are written then, before training goes on to ``--expert-steps`` (D4RL: 1M; the last checkpoint is the "expert"
+agent) and expert and medium-expert are written. Recorded datasets hold ``--transitions`` steps of sampled actions
+each (D4RL: 1M). Each dataset's metadata names its generating checkpoint and that file's SHA-256. Datasets that exist are not written again. State and wall time are in
 ``benchmarks/data/mujoco/<env>/progress.json``.
 """
 
@@ -45,6 +45,7 @@ DATA = Path(__file__).resolve().parent / "data" / "mujoco"
 # RL Zoo's hyperparameters for SAC on HalfCheetah, Hopper and Walker2d (the same for the three): SB3's defaults
 # with 10,000 random steps first.
 SAC_KWARGS = dict(learning_starts=10_000, buffer_size=1_000_000)
+MEDIUM_KINDS = ("medium", "medium-replay")
 QUICK = dict(expert_steps=3_000, eval_every=1_000, transitions=2_000, learning_starts=500)
 
 
@@ -79,14 +80,15 @@ def load_or_create_agent(directory: Path, env_id: str, args: argparse.Namespace)
     return SAC("MlpPolicy", env_id, learning_starts=learning_starts, buffer_size=buffer_size, seed=args.seed)
 
 
-def train(directory: Path, env_id: str, name: str, args: argparse.Namespace) -> dict:
-    """Train SAC to ``--expert-steps``, checkpointing and evaluating every ``--eval-every`` steps."""
+def train(directory: Path, env_id: str, name: str, args: argparse.Namespace, until_medium: bool) -> dict:
+    """Train SAC to ``--expert-steps`` (or, ``until_medium``, to the medium checkpoint), checkpointing and
+    evaluating every ``--eval-every`` steps."""
     progress = load_progress(directory)
     # --quick has no time to reach it: its first checkpoint stands in for the medium agent
     medium_return = -np.inf if args.quick else MEDIUM_FRACTION * D4RL_REFERENCE_SCORES[name].expert
     model = load_or_create_agent(directory, env_id, args)
     eval_env = make_vec_env(env_id, seed=10_000 + args.seed)  # its own env: evaluating must not reset training's
-    while model.num_timesteps < args.expert_steps:
+    while model.num_timesteps < args.expert_steps and not (until_medium and "medium_steps" in progress):
         started = time.perf_counter()
         chunk = min(args.eval_every, args.expert_steps - model.num_timesteps)
         model.learn(chunk, reset_num_timesteps=False)
@@ -115,7 +117,9 @@ def describe(checkpoint: Path, steps: int, mean_return: float) -> str:
     )
 
 
-def write_datasets(directory: Path, env_id: str, name: str, progress: dict, args: argparse.Namespace) -> None:
+def write_datasets(
+    directory: Path, env_id: str, name: str, progress: dict, args: argparse.Namespace, kinds: list[str]
+) -> None:
     scores = D4RL_REFERENCE_SCORES[name]
     medium_agent, expert_agent = directory / "sac_medium.zip", directory / "sac_latest.zip"
     final_return = progress["evaluations"][-1]["mean_return"]
@@ -141,7 +145,7 @@ def write_datasets(directory: Path, env_id: str, name: str, progress: dict, args
         "expert": expert_text,
         "medium-expert": f"medium then expert. Medium: {medium_text} Expert: {expert_text}",
     }
-    for kind in args.kinds:
+    for kind in kinds:
         identifier = dataset_id(name, kind, version=1 if args.quick else 0)
         if (minari_datasets_root() / identifier).exists():
             print(f"{identifier}: exists")
@@ -187,8 +191,16 @@ def main() -> None:
     th.set_num_threads(1)
     directory = (DATA.parent / "mujoco_quick" if args.quick else DATA) / args.env
     directory.mkdir(parents=True, exist_ok=True)
-    progress = train(directory, MUJOCO_ENV_IDS[args.env], args.env, args)
-    write_datasets(directory, MUJOCO_ENV_IDS[args.env], args.env, progress, args)
+    env_id = MUJOCO_ENV_IDS[args.env]
+    # the medium datasets need only the medium checkpoint: they are written before training goes on
+    medium_kinds = [kind for kind in args.kinds if kind in MEDIUM_KINDS]
+    if medium_kinds:
+        progress = train(directory, env_id, args.env, args, until_medium=True)
+        write_datasets(directory, env_id, args.env, progress, args, medium_kinds)
+    expert_kinds = [kind for kind in args.kinds if kind not in MEDIUM_KINDS]
+    if expert_kinds:
+        progress = train(directory, env_id, args.env, args, until_medium=False)
+        write_datasets(directory, env_id, args.env, progress, args, expert_kinds)
 
 
 if __name__ == "__main__":

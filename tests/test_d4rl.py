@@ -181,9 +181,12 @@ def test_builder_writes_the_four_datasets_from_its_checkpoints(minari_root, tmp_
         "medium_return": 15.0,
         "train_seconds": 1.0,
     }
-    args = argparse.Namespace(kinds=["medium", "medium-replay", "expert", "medium-expert"], quick=False, transitions=60)
-    builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args)
-    loaded = {kind: load_minari(dataset_id("hopper", kind)) for kind in args.kinds}
+    args, kinds = (
+        argparse.Namespace(quick=False, transitions=60),
+        ["medium", "medium-replay", "expert", "medium-expert"],
+    )
+    builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args, kinds)
+    loaded = {kind: load_minari(dataset_id("hopper", kind)) for kind in kinds}
     assert sum(episode.length for episode in loaded["medium"]) >= 60
     assert_same_episodes(loaded["medium-expert"], loaded["medium"] + loaded["expert"])
     assert sum(episode.length for episode in loaded["medium-replay"]) <= 200
@@ -192,7 +195,7 @@ def test_builder_writes_the_four_datasets_from_its_checkpoints(minari_root, tmp_
     assert recorded[dataset_id("hopper", "medium")]["episodes"] == len(loaded["medium"])
     metadata = minari.load_dataset(dataset_id("hopper", "expert")).storage.metadata
     assert "sac_latest.zip (sha256 " in metadata["description"]
-    builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args)  # exists: left as it is
+    builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args, kinds)  # exists: left as it is
 
 
 def test_rate_pretrains_on_a_hopper_dataset_and_is_scored_normalised(minari_root, tmp_path):

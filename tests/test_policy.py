@@ -381,6 +381,22 @@ def test_predict_copies_episode_start_and_handles_unbatched_observations():
     assert state.step[0] == 2
 
 
+@pytest.mark.parametrize("reset", [False, True])
+def test_return_to_go_resets_to_the_target_at_each_segment_when_asked(reset):
+    space = reward_observation_space(spaces.Box(-1, 1, (4,)))
+    policy = RATEPolicy(space, spaces.Discrete(3), lambda _: 1e-3, target_return=10.0, **TINY)
+    policy.reset_return_to_go_per_segment = reset
+    observations = random_observations(8, np.random.default_rng(0))
+    conditioned, state = [], None
+    for t, observation in enumerate(observations):
+        observation["prev_reward"][:] = 0.0 if t == 0 else 1.0
+        _, state = policy.predict(observation, state, np.array([t == 0]))
+        conditioned.append(float(state.return_to_go[0]))
+    # segments of 3 steps: the paper's MuJoCo evaluation asks for the target again at steps 3 and 6
+    expected = [10, 9, 8, 10, 9, 8, 10, 9] if reset else [10, 9, 8, 7, 6, 5, 4, 3]
+    assert conditioned == expected
+
+
 def test_box_actions_are_rescaled_to_the_action_bounds():
     env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -2.0, 2.0)
     model = RATE("RATEPolicy", env, target_return=0.0, seed=0, **SMALL)
