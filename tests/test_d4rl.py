@@ -242,3 +242,14 @@ def test_a_dataset_with_nan_is_refused_naming_it(minari_root):
 def test_a_missing_dataset_says_how_to_build_it(minari_root):
     with pytest.raises(FileNotFoundError, match=r"mujoco_datasets.py --env walker2d"):
         load_demonstrations("rate_sb3/walker2d/medium-v0")
+
+
+def test_the_zoo_entry_of_a_pair_passes_the_checks_once_its_dataset_exists(minari_root):
+    from rate_sb3.zoo import prepare_train_argv
+
+    model = sac_with_random_steps("Hopper-v5", 200)
+    save_minari(
+        replay_buffer_episodes(model.replay_buffer, 200, model), "rate_sb3/hopper/medium-replay-v0", "Hopper-v5"
+    )
+    argv = ["train.py", "--algo", "rate", "--env", "rate_sb3/hopper-medium-replay-v0"]
+    assert prepare_train_argv(argv, REPO / "hyperparams")[-1].endswith("rate.yml")

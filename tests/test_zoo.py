@@ -329,9 +329,15 @@ def test_repo_configs_pass_the_checks(algo: str, tmp_path: Path, monkeypatch: py
     register()
     config = yaml.safe_load((REPO / "hyperparams" / f"{algo}.yml").read_text())
     assert {TMAZE, CARTPOLE, "PendulumNoVel-v1", "MiniGrid-MemoryS7-v0", "MiniGrid-MemoryS13Random-v0"} < set(config)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))  # no datasets: made by a benchmark
     for env_id in config:
         env_id = "Acrobot-v1" if env_id == "default" else env_id
-        prepare_train_argv(["train.py", "--algo", algo, "--env", env_id], REPO / "hyperparams")
+        argv = ["train.py", "--algo", algo, "--env", env_id]
+        if env_id.startswith("rate_sb3/"):  # the D4RL-style MuJoCo entries say how to make their datasets
+            with pytest.raises(ZooConfigError, match=r"benchmarks/mujoco_datasets.py --env"):
+                prepare_train_argv(argv, REPO / "hyperparams")
+        else:
+            prepare_train_argv(argv, REPO / "hyperparams")
 
 
 # ------------------------------------------------------------------------------------------------ sampler
