@@ -2,7 +2,8 @@
 written as local Minari datasets (``rate_sb3/<env>/<kind>-v0``).
 
     python benchmarks/mujoco_datasets.py --env hopper      # train SAC (resumable), then write the four datasets
-    python benchmarks/mujoco_datasets.py --env hopper --quick   # a few thousand steps, tiny datasets (minutes)
+    python benchmarks/mujoco_datasets.py --env hopper --quick   # a few thousand steps, tiny datasets (minutes),
+                                                                # under benchmarks/data/mujoco_quick/minari
 
 The recipe is D4RL's (``rate_sb3.d4rl``): SB3's SAC with the RL Zoo's MuJoCo hyperparameters learns the env with one
 env; every ``--eval-every`` steps it is evaluated (5 episodes, sampled actions) and checkpointed with its replay
@@ -10,8 +11,8 @@ buffer, so an interrupted run resumes from its last checkpoint. The first checkp
 D4RL's expert reference return is the "medium" agent; "medium-replay" is the replay buffer up to that step. Both
 are written then, before training goes on to ``--expert-steps`` (D4RL: 1M; the last checkpoint is the "expert"
 agent) and expert and medium-expert are written. Recorded datasets hold ``--transitions`` steps of sampled actions
-each (D4RL: 1M). Each dataset's metadata names its generating checkpoint and that file's SHA-256. Datasets that exist are not written again. State and wall time are in
-``benchmarks/data/mujoco/<env>/progress.json``.
+each (D4RL: 1M). Each dataset's metadata names its generating checkpoint and that file's SHA-256. Datasets that
+exist are not written again. State and wall time are in ``benchmarks/data/mujoco/<env>/progress.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -42,6 +44,7 @@ from rate_sb3.data import save_minari
 from rate_sb3.demo_formats import minari_datasets_root
 
 DATA = Path(__file__).resolve().parent / "data" / "mujoco"
+QUICK_MINARI_ROOT = DATA.parent / "mujoco_quick" / "minari"  # --quick's datasets, under the usual ids
 # RL Zoo's hyperparameters for SAC on HalfCheetah, Hopper and Walker2d (the same for the three): SB3's defaults
 # with 10,000 random steps first.
 SAC_KWARGS = dict(learning_starts=10_000, buffer_size=1_000_000)
@@ -146,7 +149,7 @@ def write_datasets(
         "medium-expert": f"medium then expert. Medium: {medium_text} Expert: {expert_text}",
     }
     for kind in kinds:
-        identifier = dataset_id(name, kind, version=1 if args.quick else 0)
+        identifier = dataset_id(name, kind)
         if (minari_datasets_root() / identifier).exists():
             print(f"{identifier}: exists")
             continue
@@ -182,12 +185,14 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, default=100_000, help="steps per recorded dataset (D4RL: 1M)")
     parser.add_argument("--kinds", nargs="+", default=list(DATASET_KINDS), choices=DATASET_KINDS)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a tiny run into benchmarks/data/mujoco_quick (-v1 ids)")
+    parser.add_argument("--quick", action="store_true", help="a tiny run, its datasets under " + str(QUICK_MINARI_ROOT))
     args = parser.parse_args()
     if args.quick:
         args.expert_steps, args.eval_every, args.transitions = (
             QUICK[k] for k in ("expert_steps", "eval_every", "transitions")
         )
+    if args.quick:
+        os.environ["MINARI_DATASETS_PATH"] = str(QUICK_MINARI_ROOT)
     th.set_num_threads(1)
     directory = (DATA.parent / "mujoco_quick" if args.quick else DATA) / args.env
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,11 @@
 """Train one zoo entry and keep its score: ``python benchmarks/zoo_result.py --env ENV --algo rate|ppo_lstm --seed S``.
 
 Runs ``zoo/train.py --algo ALGO --env ENV --seed S`` (the entry of ``hyperparams/ALGO.yml``, with its budget) in
-a log folder under ``benchmarks/runs/`` (git-ignored), then scores the saved model over 100 deterministic,
-seeded episodes with ``rate_sb3.evaluate`` on the entry's ``env_kwargs`` (T-Maze also at T = 150, 900 and 9,600),
-and writes ``benchmarks/results/zoo_<env>_<algo>_seed<S>.json``: the command lines, the commit, the budget, the
-evaluations, the zoo's own last evaluation (EvalCallback) and the wall times. ``--quick`` trains a few steps
-(``..._quick.json``): a smoke run, not a result. ``--conf-file`` trains another config's entry (its stem then
+a log folder under ``benchmarks/runs/`` (git-ignored), then scores the saved model over 100 deterministic, seeded
+episodes (``--eval-episodes``) with ``rate_sb3.evaluate`` on the entry's ``env_kwargs`` (T-Maze also at T = 150,
+900 and 9,600), and writes ``benchmarks/results/zoo_<env>_<algo>_seed<S>.json``: the command lines, the commit,
+the budget, the evaluations, the zoo's own last evaluation (EvalCallback) and the wall times. ``--quick`` trains a
+few steps (``..._quick.json``): a smoke run, not a result. ``--conf-file`` trains another config's entry (its stem then
 joins the name, e.g. ``zoo_MiniGrid-MemoryS7-v0_rate_rate_pixels_seed0.json``) and ``--mode dt`` runs a RATE
 entry as a Decision Transformer on the same data and budget (``..._dt_seed0.json``).
 
@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 from common import RESULTS, NormalizedObservations, write_result
+
+from rate_sb3.evaluate import zoo_env_name
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "benchmarks" / "runs"
@@ -91,7 +93,13 @@ def hyperparams(args: argparse.Namespace, entry: dict[str, Any]) -> list[str]:
 def result_name(args: argparse.Namespace) -> str:
     """``zoo_<env>_<algo>[_<config>][_<mode>]_seed<S>[_quick]``: the config named where it is not the algo's own."""
     config = config_path(args).stem
-    parts = ["zoo", args.env, args.algo, *([config] if config != args.algo else []), *filter(None, [args.mode])]
+    parts = [
+        "zoo",
+        zoo_env_name(args.env),
+        args.algo,
+        *([config] if config != args.algo else []),
+        *filter(None, [args.mode]),
+    ]
     return "_".join(parts) + f"_seed{args.seed}" + ("_quick" if args.quick else "")
 
 
@@ -123,7 +131,7 @@ def shown(path: Path) -> str:
 
 def latest_run(log_folder: Path, algo: str, env_id: str) -> Path:
     """The run folder rl_zoo3 made last: ``<log folder>/<algo>/<env id>_<highest id>``."""
-    runs = [p for p in (log_folder / algo).glob(f"{env_id}_*") if p.name.rsplit("_", 1)[1].isdigit()]
+    runs = [p for p in (log_folder / algo).glob(f"{zoo_env_name(env_id)}_*") if p.name.rsplit("_", 1)[1].isdigit()]
     if not runs:
         raise SystemExit(f"error: no run folder {env_id}_N under {log_folder / algo}")
     return max(runs, key=lambda p: int(p.name.rsplit("_", 1)[1]))
@@ -158,10 +166,10 @@ def evaluate_recurrent_ppo(run: Path, env_id: str, env_kwargs: dict[str, Any], e
     from rate_sb3.evaluate import evaluate, resolve_env_wrappers, zoo_env_wrappers
 
     constants = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
-    model = RecurrentPPO.load(run / f"{env_id}.zip", device="cpu", custom_objects=constants)
-    wrappers = zoo_env_wrappers(run / f"{env_id}.zip", env_id)
+    model = RecurrentPPO.load(run / f"{zoo_env_name(env_id)}.zip", device="cpu", custom_objects=constants)
+    wrappers = zoo_env_wrappers(run / f"{zoo_env_name(env_id)}.zip", env_id)
     agent: Any = model
-    statistics = run / env_id / "vecnormalize.pkl"
+    statistics = run / zoo_env_name(env_id) / "vecnormalize.pkl"
     if statistics.is_file():
 
         def wrapped_env():
@@ -210,6 +218,7 @@ def main() -> None:
     parser.add_argument("--conf-file", type=Path, default=None, help="default: hyperparams/ALGO.yml")
     parser.add_argument("--mode", default=None, help="RATE's mode for this run (e.g. dt), over the entry's")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES, help="episodes of the final score")
     parser.add_argument("--quick", action="store_true", help="smoke run: a few steps, 10 evaluation episodes")
     parser.add_argument("--max-minutes", type=float, default=240.0, help="stop training after this; no JSON")
     parser.add_argument("--log-folder", type=Path, default=None, help="default: benchmarks/runs/<name>")
@@ -224,10 +233,10 @@ def main() -> None:
     command = train_command(args, entry, log_folder)
     train_seconds = run_bounded(command, args.max_minutes)
     run = latest_run(log_folder, args.algo, args.env)
-    episodes = QUICK_EPISODES if args.quick else EVAL_EPISODES
+    episodes = min(QUICK_EPISODES, args.eval_episodes) if args.quick else args.eval_episodes
     started = time.perf_counter()
     score = evaluate_rate if args.algo == "rate" else evaluate_recurrent_ppo
-    model = run / f"{args.env}.zip" if args.algo == "rate" else run
+    model = run / f"{zoo_env_name(args.env)}.zip" if args.algo == "rate" else run
     evaluations = [score(model, args.env, kwargs, episodes) for kwargs in evaluation_settings(args, entry)]
     result = {
         "env": args.env,

@@ -213,13 +213,19 @@ class _ChannelFirst(gym.ObservationWrapper):
         return observation
 
 
+def zoo_env_name(env_id: str) -> str:
+    """The name rl_zoo3 gives files and folders of an env id (huggingface_sb3's ``EnvironmentName``): slashes
+    become dashes and a ``module:`` prefix is dropped."""
+    return env_id.replace("/", "-").split(":")[-1]
+
+
 def zoo_config(model_path: str | Path, env_id: str) -> dict[str, Any]:
-    """The entry of the rl_zoo3 run holding ``model_path`` (``<run>/<env_id>/config.yml``), else ``{}``.
+    """The entry of the rl_zoo3 run holding ``model_path`` (``<run>/<env name>/config.yml``), else ``{}``.
 
     rl_zoo3 writes that file with ``yaml.dump`` of an OrderedDict (a list of ``[key, value]`` pairs under a
     Python tag); it is read here without running arbitrary Python tags.
     """
-    config_path = Path(model_path).parent / env_id / "config.yml"
+    config_path = Path(model_path).parent / zoo_env_name(env_id) / "config.yml"
     if not config_path.is_file():
         return {}
     try:

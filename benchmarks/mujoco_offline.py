@@ -1,0 +1,204 @@
+"""D4RL-style MuJoCo offline: RATE, DT, BC and IQL on the same datasets and gradient-step budget, normalised scores.
+
+    python benchmarks/mujoco_offline.py                          # 9 pairs x 4 algorithms x 3 seeds: days on 2 cores
+    python benchmarks/mujoco_offline.py --pairs hopper-medium --seeds 0   # one pair, one seed
+    python benchmarks/mujoco_offline.py --quick                  # tiny datasets made on the fly, minutes
+
+The datasets are ``benchmarks/mujoco_datasets.py``'s (build them first). RATE and DT are the zoo entries
+``rate_sb3/<pair>-v0`` of ``hyperparams/rate.yml``, trained and scored by ``benchmarks/zoo_result.py`` (DT:
+``--mode dt``, the same entry as one long segment without memory) over 50 seeded episodes. BC and IQL are d3rlpy's
+(``pip install "rate_sb3[mujoco]"``), with d3rlpy's defaults (IQL with its MuJoCo reward scaling) and the entry's
+number of gradient steps, scored here over the same 50 seeded episodes with the mean action. Every run keeps its own
+JSON in ``benchmarks/results/`` and is not run again, so a cut benchmark resumes. Writes
+``benchmarks/results/mujoco_offline.json``: per pair the mean normalised score of each algorithm over the seeds
+that ran (with the sem and the seeds), and their average over the pairs where every algorithm ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import RESULTS, write_result
+from mujoco_datasets import QUICK_MINARI_ROOT
+from zoo_result import EVAL_ENVS, result_name
+
+from rate_sb3.d4rl import MUJOCO_ENV_IDS, dataset_id, normalized_score
+from rate_sb3.data import load_minari
+from rate_sb3.envs.mujoco import pair_env_id
+
+BENCHMARKS = Path(__file__).resolve().parent
+RATE_CONFIG = BENCHMARKS.parent / "hyperparams" / "rate.yml"
+KINDS = ("medium", "medium-replay", "medium-expert")
+PAIRS = tuple(f"{name}-{kind}" for name in MUJOCO_ENV_IDS for kind in KINDS)
+ALGOS = ("rate", "dt", "bc", "iql")
+EVAL_EPISODES = 50
+QUICK_STEPS = 64  # zoo_result.py's --quick budget, used by BC and IQL too
+
+
+def split_pair(pair: str) -> tuple[str, str]:
+    name, kind = pair.split("-", 1)
+    return name, kind
+
+
+def zoo_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
+    """RATE or DT through ``zoo_result.py``; returns its JSON."""
+    mode = "dt" if algo == "dt" else None
+    env_id = pair_env_id(*split_pair(pair))
+    naming = argparse.Namespace(env=env_id, algo="rate", conf_file=RATE_CONFIG, mode=mode, seed=seed, quick=quick)
+    path = RESULTS / f"{result_name(naming)}.json"
+    if not path.is_file():
+        command = [sys.executable, str(BENCHMARKS / "zoo_result.py"), "--env", env_id, "--algo", "rate"]
+        command += ["--seed", str(seed), "--eval-episodes", str(EVAL_EPISODES), "--out", str(path)]
+        command += (["--mode", "dt"] if mode else []) + (["--quick"] if quick else [])
+        subprocess.run(command, check=True)
+    return json.loads(path.read_text())
+
+
+def zoo_score(result: dict) -> float:
+    return result["evaluations"][0]["result"]["normalized_score"]
+
+
+def gradient_steps(pair: str, quick: bool) -> int:
+    from rate_sb3.zoo_checks import load_config
+
+    return QUICK_STEPS if quick else int(load_config(str(RATE_CONFIG))[pair_env_id(*split_pair(pair))]["n_timesteps"])
+
+
+def d3rlpy_dataset(pair: str):
+    import d3rlpy
+
+    episodes = load_minari(dataset_id(*split_pair(pair)))
+    ends = np.cumsum([episode.length for episode in episodes]) - 1
+    terminals, timeouts = np.zeros(ends[-1] + 1, np.float32), np.zeros(ends[-1] + 1, np.float32)
+    terminals[ends] = [episode.terminated for episode in episodes]
+    timeouts[ends] = [not episode.terminated for episode in episodes]  # d3rlpy needs every episode to end
+    return d3rlpy.dataset.MDPDataset(
+        observations=np.concatenate([episode.observations[:-1] for episode in episodes]),
+        actions=np.concatenate([episode.actions for episode in episodes]),
+        rewards=np.concatenate([episode.rewards for episode in episodes]),
+        terminals=terminals,
+        timeouts=timeouts,
+    )
+
+
+def make_d3rlpy_algo(algo: str):
+    import d3rlpy
+
+    if algo == "bc":
+        return d3rlpy.algos.BCConfig().create(device="cpu:0")
+    scaler = d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0)  # d3rlpy's IQL setting for MuJoCo
+    return d3rlpy.algos.IQLConfig(reward_scaler=scaler).create(device="cpu:0")
+
+
+def evaluate_d3rlpy(model, env_id: str, episodes: int) -> list[float]:
+    """Mean-action returns over seeded episodes (episode j reset with seed j, as rate_sb3.evaluate does)."""
+    import gymnasium as gym
+
+    envs = [gym.make(env_id) for _ in range(min(EVAL_ENVS, episodes))]
+    returns: list[float] = []
+    for first in range(0, episodes, len(envs)):
+        batch = envs[: min(len(envs), episodes - first)]
+        observations = np.stack([env.reset(seed=first + i)[0] for i, env in enumerate(batch)])
+        totals, running = np.zeros(len(batch)), np.ones(len(batch), bool)
+        while running.any():
+            actions = model.predict(observations.astype(np.float32))
+            for i in np.flatnonzero(running):
+                observations[i], reward, terminated, truncated, _ = batch[i].step(actions[i])
+                totals[i] += reward
+                running[i] = not (terminated or truncated)
+        returns += totals.tolist()
+    return returns
+
+
+def d3rlpy_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
+    """BC or IQL from d3rlpy, trained for the entry's gradient steps; returns its JSON."""
+    import d3rlpy
+
+    path = RESULTS / f"mujoco_{pair}_{algo}_seed{seed}{'_quick' if quick else ''}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    d3rlpy.seed(seed)
+    steps = gradient_steps(pair, quick)
+    model = make_d3rlpy_algo(algo)
+    started = time.perf_counter()
+    model.fit(
+        d3rlpy_dataset(pair),
+        n_steps=steps,
+        n_steps_per_epoch=steps,
+        show_progress=False,
+        logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+    )
+    train_seconds = time.perf_counter() - started
+    episodes = min(10, EVAL_EPISODES) if quick else EVAL_EPISODES
+    returns = evaluate_d3rlpy(model, MUJOCO_ENV_IDS[split_pair(pair)[0]], episodes)
+    result = {
+        "pair": pair,
+        "algo": f"d3rlpy {algo.upper()} {d3rlpy.__version__}",
+        "seed": seed,
+        "gradient_steps": steps,
+        "batch_size": model.config.batch_size,
+        "episodes": episodes,
+        "mean_return": float(np.mean(returns)),
+        "normalized_score": float(normalized_score(pair, np.mean(returns))),
+        "train_seconds": round(train_seconds, 1),
+    }
+    write_result(result, path)
+    return result
+
+
+def summarise(scores: dict[str, dict[str, list[float]]]) -> dict:
+    result: dict = {"pairs": {}, "average": {}}
+    for pair, by_algo in scores.items():
+        entry: dict = {algo: float(np.mean(values)) for algo, values in by_algo.items() if values}
+        entry["sem"] = {algo: sem(values) for algo, values in by_algo.items() if values}
+        entry["n_seeds"] = min(len(values) for values in by_algo.values())
+        result["pairs"][pair] = entry
+    complete = [entry for entry in result["pairs"].values() if all(algo in entry for algo in ALGOS)]
+    for algo in ALGOS:
+        if complete:
+            result["average"][algo] = float(np.mean([entry[algo] for entry in complete]))
+    result["average"]["pairs"] = len(complete)
+    return result
+
+
+def sem(values: list[float]) -> float | None:
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=PAIRS)
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="hopper-medium from mujoco_datasets.py --quick, 1 seed")
+    args = parser.parse_args()
+    if args.quick:
+        args.pairs, args.seeds = ["hopper-medium"], [0]
+        os.environ["MINARI_DATASETS_PATH"] = str(QUICK_MINARI_ROOT)  # the zoo runs inherit it
+        if not (QUICK_MINARI_ROOT / dataset_id("hopper", "medium")).exists():
+            subprocess.run(
+                [sys.executable, str(BENCHMARKS / "mujoco_datasets.py"), "--env", "hopper", "--quick"], check=True
+            )
+    scores: dict[str, dict[str, list[float]]] = {}
+    for pair in args.pairs:
+        scores[pair] = {algo: [] for algo in args.algos}
+        for seed in args.seeds:
+            for algo in args.algos:
+                if algo in ("rate", "dt"):
+                    score = zoo_score(zoo_run(pair, algo, seed, args.quick))
+                else:
+                    score = d3rlpy_run(pair, algo, seed, args.quick)["normalized_score"]
+                scores[pair][algo].append(score)
+                print(f"{pair} {algo} seed {seed}: {score:.1f}", flush=True)
+    write_result(summarise(scores), RESULTS / f"mujoco_offline{'_quick' if args.quick else ''}.json")
+
+
+if __name__ == "__main__":
+    main()
