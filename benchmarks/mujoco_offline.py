@@ -8,10 +8,10 @@ The datasets are ``benchmarks/mujoco_datasets.py``'s (build them first). RATE an
 ``rate_sb3/<pair>-v0`` of ``hyperparams/rate.yml``, trained and scored by ``benchmarks/zoo_result.py`` (DT:
 ``--mode dt``, the same entry as one long segment without memory) over 50 seeded episodes. BC and IQL are d3rlpy's
 (``pip install "rate_sb3[mujoco]"``), with d3rlpy's defaults (IQL with its MuJoCo reward scaling) and the entry's
-number of gradient steps, scored here over the same 50 seeded episodes with the mean action. Every run keeps its own
-JSON in ``benchmarks/results/`` and is not run again, so a cut benchmark resumes. Writes
-``benchmarks/results/mujoco_offline.json``: per pair the mean normalised score of each algorithm over the seeds
-that ran (with the sem and the seeds), and their average over the pairs where every algorithm ran.
+number of gradient steps, scored by ``rate_sb3.evaluate.evaluate`` over the same 50 seeded episodes with the mean
+action. Every run keeps its own JSON in ``benchmarks/results/`` and is not run again, so a cut benchmark resumes.
+Writes ``benchmarks/results/mujoco_offline.json``: per pair the mean normalised score of each algorithm over the
+seeds that ran (with the sem and the number of seeds), and their average over the pairs where every algorithm ran.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 from common import RESULTS, write_result
 from mujoco_datasets import QUICK_MINARI_ROOT
@@ -32,6 +33,7 @@ from zoo_result import EVAL_ENVS, result_name
 from rate_sb3.d4rl import MUJOCO_ENV_IDS, dataset_id, normalized_score
 from rate_sb3.data import load_minari
 from rate_sb3.envs.mujoco import pair_env_id
+from rate_sb3.evaluate import evaluate
 
 BENCHMARKS = Path(__file__).resolve().parent
 RATE_CONFIG = BENCHMARKS.parent / "hyperparams" / "rate.yml"
@@ -97,24 +99,14 @@ def make_d3rlpy_algo(algo: str):
     return d3rlpy.algos.IQLConfig(reward_scaler=scaler).create(device="cpu:0")
 
 
-def evaluate_d3rlpy(model, env_id: str, episodes: int) -> list[float]:
-    """Mean-action returns over seeded episodes (episode j reset with seed j, as rate_sb3.evaluate does)."""
-    import gymnasium as gym
+class D3rlpyAgent:
+    """A d3rlpy algorithm behind SB3's ``predict`` (the mean action), for ``rate_sb3.evaluate.evaluate``."""
 
-    envs = [gym.make(env_id) for _ in range(min(EVAL_ENVS, episodes))]
-    returns: list[float] = []
-    for first in range(0, episodes, len(envs)):
-        batch = envs[: min(len(envs), episodes - first)]
-        observations = np.stack([env.reset(seed=first + i)[0] for i, env in enumerate(batch)])
-        totals, running = np.zeros(len(batch)), np.ones(len(batch), bool)
-        while running.any():
-            actions = model.predict(observations.astype(np.float32))
-            for i in np.flatnonzero(running):
-                observations[i], reward, terminated, truncated, _ = batch[i].step(actions[i])
-                totals[i] += reward
-                running[i] = not (terminated or truncated)
-        returns += totals.tolist()
-    return returns
+    def __init__(self, algo, observation_space) -> None:
+        self.algo, self.observation_space = algo, observation_space
+
+    def predict(self, observations, state=None, episode_start=None, deterministic=True):
+        return self.algo.predict(np.asarray(observations, dtype=np.float32)), state
 
 
 def d3rlpy_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
@@ -137,7 +129,9 @@ def d3rlpy_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
     )
     train_seconds = time.perf_counter() - started
     episodes = min(10, EVAL_EPISODES) if quick else EVAL_EPISODES
-    returns = evaluate_d3rlpy(model, MUJOCO_ENV_IDS[split_pair(pair)[0]], episodes)
+    env_id = MUJOCO_ENV_IDS[split_pair(pair)[0]]
+    agent = D3rlpyAgent(model, gym.make(env_id).observation_space)
+    evaluation = evaluate(agent, env_id, n_episodes=episodes, n_envs=EVAL_ENVS)  # episode j: seed j, as for RATE
     result = {
         "pair": pair,
         "algo": f"d3rlpy {algo.upper()} {d3rlpy.__version__}",
@@ -145,8 +139,8 @@ def d3rlpy_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
         "gradient_steps": steps,
         "batch_size": model.config.batch_size,
         "episodes": episodes,
-        "mean_return": float(np.mean(returns)),
-        "normalized_score": float(normalized_score(pair, np.mean(returns))),
+        "mean_return": evaluation["mean_return"],
+        "normalized_score": float(normalized_score(pair, evaluation["mean_return"])),
         "train_seconds": round(train_seconds, 1),
     }
     write_result(result, path)
