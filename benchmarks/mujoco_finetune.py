@@ -1,0 +1,149 @@
+"""Offline-to-online on hopper-medium: RATE pretrained on the dataset then fine-tuned online, beside SAC from scratch
+and SAC started from the same data, on the same env-step budget (Online DT's headline experiment).
+
+    python benchmarks/mujoco_finetune.py             # 200,000 env steps each: many hours on 2 cores, resumable
+    python benchmarks/mujoco_finetune.py --quick     # tiny datasets made on the fly, 2,000 env steps (minutes)
+
+RATE is the entry ``rate_sb3/hopper-medium-v0`` of ``hyperparams/rate_finetune.yml`` (the zoo runs the same entry
+with ``--conf-file``). SAC has the RL Zoo's MuJoCo hyperparameters; "from data" fills its replay buffer with the
+dataset's transitions and starts learning at once. Each run learns in chunks of ``--chunk`` env steps and saves its
+model and replay buffer after each, so a cut run resumes from its last chunk. Scores are D4RL-normalised means over
+50 seeded episodes (``rate_sb3.evaluate.evaluate``, mean actions): RATE after pretraining and after fine-tuning,
+SAC at the end. Writes ``benchmarks/results/mujoco_finetune.json``:
+``{"pretrained", "finetuned", "env_steps", "sac_scratch", "sac_from_data", ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch as th
+from common import RESULTS, write_result
+from mujoco_datasets import DATA, QUICK_MINARI_ROOT
+from stable_baselines3 import SAC
+
+from rate_sb3 import RATE
+from rate_sb3.d4rl import dataset_id, normalized_score
+from rate_sb3.data import load_minari
+from rate_sb3.evaluate import evaluate
+from rate_sb3.zoo_checks import load_config
+
+BENCHMARKS = Path(__file__).resolve().parent
+CONFIG = BENCHMARKS.parent / "hyperparams" / "rate_finetune.yml"
+ENV_ID, ENV, PAIR = "rate_sb3/hopper-medium-v0", "Hopper-v5", "hopper-medium"
+ZOO_ONLY_KEYS = ("policy", "n_envs", "n_timesteps", "env_wrapper")  # the rest are RATE's constructor arguments
+EVAL_EPISODES = 50
+
+
+def score(model, episodes: int) -> float:
+    return float(normalized_score(ENV, evaluate(model, ENV, n_episodes=episodes, n_envs=10)["mean_return"]))
+
+
+class Checkpointed:
+    """A model that learns ``total`` env steps in chunks, saved with its replay buffer after each."""
+
+    def __init__(self, directory: Path, load, create) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        if (directory / "model.zip").is_file():
+            self.model = load(directory / "model.zip")
+            self.model.load_replay_buffer(directory / "replay.pkl")
+        else:
+            self.model = create()
+
+    def learn(self, total: int, chunk: int) -> None:
+        while self.model.num_timesteps < total:
+            self.model.learn(min(chunk, total - self.model.num_timesteps), reset_num_timesteps=False)
+            self.model.save(self.directory / "model.zip")
+            self.model.save_replay_buffer(self.directory / "replay.pkl")
+            print(f"{self.directory.name}: {self.model.num_timesteps} env steps", flush=True)
+
+
+def rate_kwargs(quick: bool) -> dict:
+    entry = {key: value for key, value in load_config(str(CONFIG))[ENV_ID].items() if key not in ZOO_ONLY_KEYS}
+    if quick:
+        entry.update(n_pretrain_steps=20, train_freq=500, gradient_steps=5)
+    return entry
+
+
+def run_rate(directory: Path, steps: int, args: argparse.Namespace, result: dict) -> None:
+    def create() -> RATE:
+        model = RATE("RATEPolicy", ENV_ID, seed=args.seed, **rate_kwargs(args.quick))
+        model.pretrain()  # learn() would too; scored first here
+        model.save(directory / "pretrained.zip")
+        return model
+
+    run = Checkpointed(directory, lambda path: RATE.load(path, env=ENV_ID), create)
+    if "pretrained" not in result:
+        result["pretrained"] = score(RATE.load(directory / "pretrained.zip"), args.episodes)
+    run.learn(steps, args.chunk)
+    result["finetuned"] = score(run.model, args.episodes)
+
+
+def prefilled_sac(seed: int) -> SAC:
+    """SAC whose replay buffer holds the dataset's transitions, learning from the first env step."""
+    model = SAC("MlpPolicy", ENV, learning_starts=0, seed=seed)
+    for episode in load_minari(dataset_id("hopper", "medium")):
+        for t in range(episode.length):
+            last = t == episode.length - 1
+            model.replay_buffer.add(
+                episode.observations[t][None],
+                episode.observations[t + 1][None],
+                model.policy.scale_action(episode.actions[t][None]),
+                episode.rewards[t : t + 1],
+                np.array([last and (episode.terminated or episode.truncated)]),
+                [{"TimeLimit.truncated": last and episode.truncated}],
+            )
+    return model
+
+
+def run_sac(directory: Path, steps: int, args: argparse.Namespace, from_data: bool) -> float:
+    learning_starts = 500 if args.quick else 10_000
+    create = (
+        (lambda: prefilled_sac(args.seed))
+        if from_data
+        else (lambda: SAC("MlpPolicy", ENV, learning_starts=learning_starts, seed=args.seed))
+    )
+    run = Checkpointed(directory, lambda path: SAC.load(path, env=ENV), create)
+    run.learn(steps, args.chunk)
+    return score(run.model, args.episodes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", default=["rate", "sac_scratch", "sac_from_data"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chunk", type=int, default=10_000, help="env steps between checkpoints")
+    parser.add_argument("--quick", action="store_true", help="tiny datasets made on the fly, 2,000 env steps")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    steps = 2_000 if args.quick else int(load_config(str(CONFIG))[ENV_ID]["n_timesteps"])
+    args.episodes = 5 if args.quick else EVAL_EPISODES
+    if args.quick:
+        args.chunk = 1_000
+        os.environ["MINARI_DATASETS_PATH"] = str(QUICK_MINARI_ROOT)
+        if not (QUICK_MINARI_ROOT / dataset_id("hopper", "medium")).exists():
+            subprocess.run(
+                [sys.executable, str(BENCHMARKS / "mujoco_datasets.py"), "--env", "hopper", "--quick"], check=True
+            )
+    runs = DATA.parent / ("mujoco_finetune_quick" if args.quick else "mujoco_finetune") / f"seed{args.seed}"
+    out = RESULTS / f"mujoco_finetune{'_quick' if args.quick else ''}.json"
+    result: dict = {"env_steps": steps, "pair": PAIR, "seed": args.seed, "eval_episodes": args.episodes}
+    started = time.perf_counter()
+    if "rate" in args.runs:
+        run_rate(runs / "rate", steps, args, result)
+    for name in ("sac_scratch", "sac_from_data"):
+        if name in args.runs:
+            result[name] = run_sac(runs / name, steps, args, from_data=name == "sac_from_data")
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    write_result(result, out)
+
+
+if __name__ == "__main__":
+    main()
