@@ -27,8 +27,9 @@ import torch as th
 from common import RESULTS, write_result
 from mujoco_datasets import DATA, QUICK_MINARI_ROOT
 from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
 
-from rate_sb3 import RATE
+from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.d4rl import dataset_id, normalized_score
 from rate_sb3.data import load_minari
 from rate_sb3.evaluate import evaluate
@@ -79,7 +80,8 @@ def run_rate(directory: Path, steps: int, args: argparse.Namespace, result: dict
         model.save(directory / "pretrained.zip")
         return model
 
-    run = Checkpointed(directory, lambda path: RATE.load(path, env=ENV_ID), create)
+    env = make_vec_env(ENV_ID, wrapper_class=PrevRewardWrapper, seed=args.seed)
+    run = Checkpointed(directory, lambda path: RATE.load(path, env=env), create)
     if "pretrained" not in result:
         result["pretrained"] = score(RATE.load(directory / "pretrained.zip"), args.episodes)
     run.learn(steps, args.chunk)
@@ -110,7 +112,7 @@ def run_sac(directory: Path, steps: int, args: argparse.Namespace, from_data: bo
         if from_data
         else (lambda: SAC("MlpPolicy", ENV, learning_starts=learning_starts, seed=args.seed))
     )
-    run = Checkpointed(directory, lambda path: SAC.load(path, env=ENV), create)
+    run = Checkpointed(directory, lambda path: SAC.load(path, env=make_vec_env(ENV, seed=args.seed)), create)
     run.learn(steps, args.chunk)
     return score(run.model, args.episodes)
 
