@@ -4,7 +4,7 @@ The ``memory-maze`` package (``pip install "rate_sb3[memorymaze]"``) builds its 
 render through MuJoCo; this module wraps its dm_env task (not its old-``gym`` registration) and imports it only
 when an env is made. Off-screen rendering without a display uses EGL (``MUJOCO_GL=egl``, set here unless the user
 chose another backend); on a machine without a GPU, Mesa's software EGL does it (Debian:
-``apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri``).
+``apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ MAZE_SIZES = (9, 11, 13, 15)
 INSTALL = "pip install 'rate_sb3[memorymaze]'"
 HEADLESS = (
     "MuJoCo renders Memory Maze off-screen with MUJOCO_GL=egl (the default here; MUJOCO_GL={backend} now), which "
-    "without a GPU needs Mesa's software EGL: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri "
+    "without a GPU needs Mesa's software EGL: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 "
     "(MUJOCO_GL=osmesa needs libosmesa6)"
 )
 NOOP, FORWARD, LEFT, RIGHT, FORWARD_LEFT, FORWARD_RIGHT = range(6)  # the task's discrete action set; LEFT turns
