@@ -92,9 +92,9 @@ class MemoryMazeEnv(gym.Env):
         return self._observe(step.observation), float(step.reward), terminated, ended and not terminated, {}
 
     def _observe(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        self.privileged = {key: np.asarray(observation[key]) for key in ("maze_layout", "agent_pos", "agent_dir")}
-        self.privileged["target_pos"] = np.asarray(observation["target_pos"])
-        self._image = np.asarray(observation["image"], dtype=np.uint8)
+        keys = ("maze_layout", "agent_pos", "agent_dir", "target_pos")
+        self.privileged = {key: np.array(observation[key]) for key in keys}
+        self._image = np.array(observation["image"], dtype=np.uint8)  # a copy: callers may keep frames
         return self._image
 
     def render(self) -> np.ndarray | None:
