@@ -114,7 +114,10 @@ class MemoryMazeExpert(PrivilegedExpert):
     forward and turn when off by more than ``steer_angle``, else forward. The path is re-planned at every step.
 
     ``error_rate`` mixes in a uniformly random action at each step, to make a dataset of middling quality (the
-    paper's Dreamer data averaged a return of 4.69 per 1,000-step episode of the 9x9 maze).
+    paper's Dreamer data averaged a return of 4.69 per 1,000-step episode of the 9x9 maze). Measured mean returns
+    on ``MemoryMaze-9x9-v0``: ``error_rate=0.75``: 4.8 +- 0.42 (sem) over 10 episodes, env and expert seeds 100 to
+    109 (``python benchmarks/memory_maze_9x9.py --expert 0.75 --episodes 10``); by hand, 0: 21 and 24 (seeds 0, 1),
+    0.6: 10.0 and 0.8: 4.25 (4 episodes each).
 
     :param error_rate: Probability, at every step, of taking a uniformly random action instead.
     :param seed: Seed of the expert's own random generator (used for the random actions).
