@@ -5,9 +5,11 @@ a log folder under ``benchmarks/runs/`` (git-ignored), then scores the saved mod
 episodes (``--eval-episodes``) with ``rate_sb3.evaluate`` on the entry's ``env_kwargs`` (T-Maze also at T = 150,
 900 and 9,600), and writes ``benchmarks/results/zoo_<env>_<algo>_seed<S>.json``: the command lines, the commit,
 the budget, the evaluations, the zoo's own last evaluation (EvalCallback) and the wall times. ``--quick`` trains a
-few steps (``..._quick.json``): a smoke run, not a result. ``--conf-file`` trains another config's entry (its stem then
-joins the name, e.g. ``zoo_MiniGrid-MemoryS7-v0_rate_rate_pixels_seed0.json``) and ``--mode dt`` runs a RATE
-entry as a Decision Transformer on the same data and budget (``..._dt_seed0.json``).
+few steps (``..._quick.json``): a smoke run, not a result; ``--quick --max-episode-steps N`` also cuts every episode
+(demonstrations, training env, evaluation) at N steps, for envs whose episodes are long (Memory Maze: 1,000).
+``--conf-file`` trains another config's entry (its stem then joins the name, e.g.
+``zoo_MiniGrid-MemoryS7-v0_rate_rate_pixels_seed0.json``) and ``--mode dt`` runs a RATE entry as a Decision
+Transformer on the same data and budget (``..._dt_seed0.json``).
 
 RATE models are scored by the ``python -m rate_sb3.evaluate`` command recorded in the JSON. RecurrentPPO models
 cannot be loaded by that command (it loads RATE), so they are scored in this process by the same
@@ -82,6 +84,8 @@ def hyperparams(args: argparse.Namespace, entry: dict[str, Any]) -> list[str]:
     params: dict[str, Any] = {"mode": args.mode} if args.mode else {}
     if not args.quick:
         return ["-params", *store_dict_items(params, "--mode", "-params")] if params else []
+    if args.max_episode_steps:
+        params["env_kwargs"] = env_kwargs(args, entry)
     if "n_pretrain_steps" in entry:
         params["n_pretrain_steps"] = QUICK_PRETRAIN_STEPS
     if isinstance(entry.get("demonstrations"), dict):
@@ -137,8 +141,16 @@ def latest_run(log_folder: Path, algo: str, env_id: str) -> Path:
     return max(runs, key=lambda p: int(p.name.rsplit("_", 1)[1]))
 
 
+def env_kwargs(args: argparse.Namespace, entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry's ``env_kwargs``, with ``max_episode_steps`` where ``--max-episode-steps`` cuts a smoke run."""
+    kwargs = dict(entry.get("env_kwargs", {}))
+    if args.max_episode_steps:
+        kwargs["max_episode_steps"] = args.max_episode_steps
+    return kwargs
+
+
 def evaluation_settings(args: argparse.Namespace, entry: dict[str, Any]) -> list[dict[str, Any]]:
-    settings = [entry.get("env_kwargs", {})]
+    settings = [env_kwargs(args, entry)]
     if not args.quick:
         settings += EXTRA_EVALUATIONS.get(args.env, [])
     return settings
@@ -220,12 +232,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES, help="episodes of the final score")
     parser.add_argument("--quick", action="store_true", help="smoke run: a few steps, 10 evaluation episodes")
+    parser.add_argument("--max-episode-steps", type=int, default=None, help="with --quick: cut episodes at N steps")
     parser.add_argument("--max-minutes", type=float, default=240.0, help="stop training after this; no JSON")
     parser.add_argument("--log-folder", type=Path, default=None, help="default: benchmarks/runs/<name>")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.mode and args.algo != "rate":
         parser.error("--mode is RATE's (rate, dt, rmt, trxl): use it with --algo rate")
+    if args.max_episode_steps is not None and (not args.quick or args.max_episode_steps < 1):
+        parser.error("--max-episode-steps N (N >= 1) cuts the episodes of a smoke run: use it with --quick")
     entry = load_entry(config_path(args), args.env)
     name = result_name(args)
     log_folder = (args.log_folder or RUNS / name).resolve()

@@ -57,3 +57,11 @@ def test_an_env_without_an_entry_is_refused_before_training(tmp_path):
     assert completed.returncode != 0
     assert "rate.yml has no entry for --env CartPole-v1" in completed.stderr and "TMaze-v0" in completed.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_cut_episodes_are_for_smoke_runs_only(tmp_path):
+    completed = run_script(
+        "--env", "TMaze-v0", "--algo", "rate", "--max-episode-steps", "5", "--log-folder", str(tmp_path),
+    )  # fmt: skip
+    assert completed.returncode != 0 and "cuts the episodes of a smoke run: use it with --quick" in completed.stderr
+    assert not any(tmp_path.iterdir())

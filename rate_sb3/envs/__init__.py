@@ -1,22 +1,29 @@
-"""Memory environments and privileged experts; importing this package registers ``TMaze-v0``."""
+"""Memory environments and privileged experts; importing this package registers ``TMaze-v0`` and the Memory Maze
+ids (``MemoryMaze-9x9-v0`` to ``MemoryMaze-15x15-v0``)."""
 
 import gymnasium as gym
 
 from rate_sb3.envs.atari import PongExpert
 from rate_sb3.envs.expert_registry import EXPERTS, make_expert
 from rate_sb3.envs.experts import CartPoleController, PendulumController, PrivilegedExpert, TMazeOracle
+from rate_sb3.envs.memory_maze import MAZE_SIZES, MemoryMazeEnv, MemoryMazeExpert
 from rate_sb3.envs.minigrid_memory import MiniGridMemoryOracle
 from rate_sb3.envs.mujoco import register_pair_envs
 from rate_sb3.envs.tmaze import TMazeEnv
 
 TMAZE_ID = "TMaze-v0"
+MEMORY_MAZE_IDS = {f"MemoryMaze-{size}x{size}-v0": size for size in MAZE_SIZES}
 
 
 def register_envs() -> None:
-    """Register ``TMaze-v0`` (idempotent), without ``max_episode_steps``: the env truncates itself, and the MuJoCo
-    env ids of the D4RL-style datasets (``rate_sb3/hopper-medium-v0``, ...)."""
+    """Register ``TMaze-v0`` and the Memory Maze ids (idempotent), without ``max_episode_steps``: the envs
+    truncate themselves; and the MuJoCo env ids of the D4RL-style datasets (``rate_sb3/hopper-medium-v0``, ...).
+    Memory Maze's package is imported when one of its envs is made, not here."""
     if TMAZE_ID not in gym.registry:
         gym.register(id=TMAZE_ID, entry_point="rate_sb3.envs.tmaze:TMazeEnv")
+    for env_id, size in MEMORY_MAZE_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="rate_sb3.envs.memory_maze:MemoryMazeEnv", kwargs={"size": size})
     register_pair_envs()
 
 
@@ -63,8 +70,11 @@ register_envs()
 
 __all__ = [
     "EXPERTS",
+    "MEMORY_MAZE_IDS",
     "TMAZE_ID",
     "CartPoleController",
+    "MemoryMazeEnv",
+    "MemoryMazeExpert",
     "MiniGridMemoryOracle",
     "PendulumController",
     "PongExpert",
