@@ -11,7 +11,9 @@ The datasets are ``benchmarks/mujoco_datasets.py``'s (build them first). RATE an
 number of gradient steps, scored by ``rate_sb3.evaluate.evaluate`` over the same 50 seeded episodes with the mean
 action. Every run keeps its own JSON in ``benchmarks/results/`` and is not run again, so a cut benchmark resumes.
 Writes ``benchmarks/results/mujoco_offline.json``: per pair the mean normalised score of each algorithm over the
-seeds that ran (with the sem and the number of seeds), and their average over the pairs where every algorithm ran.
+seeds that ran (with the sem and the number of seeds), and their average over the pairs where every algorithm ran;
+``rate_segment_reset`` is RATE's model scored again with the return-to-go reset to the target at every segment, the
+paper's MuJoCo evaluation (its appendix E.6).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -36,10 +39,12 @@ from rate_sb3.envs.mujoco import pair_env_id
 from rate_sb3.evaluate import evaluate
 
 BENCHMARKS = Path(__file__).resolve().parent
-RATE_CONFIG = BENCHMARKS.parent / "hyperparams" / "rate.yml"
+REPO = BENCHMARKS.parent
+RATE_CONFIG = REPO / "hyperparams" / "rate.yml"
 KINDS = ("medium", "medium-replay", "medium-expert")
 PAIRS = tuple(f"{name}-{kind}" for name in MUJOCO_ENV_IDS for kind in KINDS)
 ALGOS = ("rate", "dt", "bc", "iql")
+SEGMENT_RESET = "rate_segment_reset"  # RATE's model scored with the return-to-go reset at every segment (the paper's)
 EVAL_EPISODES = 50
 QUICK_STEPS = 64  # zoo_result.py's --quick budget, used by BC and IQL too
 
@@ -60,6 +65,18 @@ def zoo_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
         command += ["--seed", str(seed), "--eval-episodes", str(EVAL_EPISODES), "--out", str(path)]
         command += (["--mode", "dt"] if mode else []) + (["--quick"] if quick else [])
         subprocess.run(command, check=True)
+    return json.loads(path.read_text())
+
+
+def segment_reset_run(pair: str, seed: int, quick: bool) -> dict:
+    """RATE's zoo model scored again with ``--reset-return-to-go-per-segment``; returns its JSON."""
+    path = RESULTS / f"mujoco_{pair}_{SEGMENT_RESET}_seed{seed}{'_quick' if quick else ''}.json"
+    if not path.is_file():
+        command = shlex.split(zoo_run(pair, "rate", seed, quick)["evaluations"][0]["command"])
+        command += ["--reset-return-to-go-per-segment"]
+        completed = subprocess.run([sys.executable, *command[1:]], cwd=REPO, capture_output=True, text=True, check=True)
+        result = json.loads(completed.stdout.strip().splitlines()[-1])
+        write_result({"command": shlex.join(command), "result": result}, path)
     return json.loads(path.read_text())
 
 
@@ -169,7 +186,7 @@ def sem(values: list[float]) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=PAIRS)
-    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    parser.add_argument("--algos", nargs="+", default=[*ALGOS, SEGMENT_RESET], choices=[*ALGOS, SEGMENT_RESET])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="hopper-medium from mujoco_datasets.py --quick, 1 seed")
     args = parser.parse_args()
@@ -185,7 +202,9 @@ def main() -> None:
         scores[pair] = {algo: [] for algo in args.algos}
         for seed in args.seeds:
             for algo in args.algos:
-                if algo in ("rate", "dt"):
+                if algo == SEGMENT_RESET:
+                    score = segment_reset_run(pair, seed, args.quick)["result"]["normalized_score"]
+                elif algo in ("rate", "dt"):
                     score = zoo_score(zoo_run(pair, algo, seed, args.quick))
                 else:
                     score = d3rlpy_run(pair, algo, seed, args.quick)["normalized_score"]
