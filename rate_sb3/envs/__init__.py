@@ -1,4 +1,5 @@
-"""Memory environments and privileged experts; importing this package registers ``TMaze-v0``."""
+"""Memory environments and privileged experts; importing this package registers ``TMaze-v0`` and
+``ViZDoomTwoColors-v0`` (whose ``vizdoom`` dependency is imported only when an env is made)."""
 
 import gymnasium as gym
 
@@ -7,14 +8,19 @@ from rate_sb3.envs.expert_registry import EXPERTS, make_expert
 from rate_sb3.envs.experts import CartPoleController, PendulumController, PrivilegedExpert, TMazeOracle
 from rate_sb3.envs.minigrid_memory import MiniGridMemoryOracle
 from rate_sb3.envs.tmaze import TMazeEnv
+from rate_sb3.envs.vizdoom_two_colors import TwoColorsExpert, ViZDoomTwoColorsEnv
 
 TMAZE_ID = "TMaze-v0"
+VIZDOOM_TWO_COLORS_ID = "ViZDoomTwoColors-v0"
 
 
 def register_envs() -> None:
-    """Register ``TMaze-v0`` (idempotent), without ``max_episode_steps``: the env truncates itself."""
+    """Register ``TMaze-v0`` and ``ViZDoomTwoColors-v0`` (idempotent), without ``max_episode_steps``: the envs
+    truncate themselves."""
     if TMAZE_ID not in gym.registry:
         gym.register(id=TMAZE_ID, entry_point="rate_sb3.envs.tmaze:TMazeEnv")
+    if VIZDOOM_TWO_COLORS_ID not in gym.registry:
+        gym.register(id=VIZDOOM_TWO_COLORS_ID, entry_point="rate_sb3.envs.vizdoom_two_colors:ViZDoomTwoColorsEnv")
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
@@ -68,6 +74,9 @@ __all__ = [
     "PrivilegedExpert",
     "TMazeEnv",
     "TMazeOracle",
+    "TwoColorsExpert",
+    "VIZDOOM_TWO_COLORS_ID",
+    "ViZDoomTwoColorsEnv",
     "make_env",
     "make_expert",
     "register_env_id",
