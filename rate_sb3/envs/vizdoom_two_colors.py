@@ -163,6 +163,7 @@ def make_game(vizdoom: Any) -> Any:
     game = vizdoom.DoomGame()
     game.set_doom_game_path(str(scenario.iwad_path()))
     game.set_doom_scenario_path(str(scenario.scenario_path()))
+    game.set_doom_config_path(str(scenario.cache_dir() / "_vizdoom.ini"))  # not the working directory
     game.set_screen_resolution(vizdoom.ScreenResolution.RES_256X144)
     game.set_screen_format(vizdoom.ScreenFormat.RGB24)
     for setter in ("hud", "crosshair", "weapon", "messages", "decals", "particles", "effects_sprites", "corpses"):
