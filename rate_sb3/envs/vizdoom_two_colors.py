@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rate_sb3.envs import vizdoom_scenario as scenario
+import rate_sb3.envs.vizdoom_scenario as scenario
 from rate_sb3.envs.experts import PrivilegedExpert, check_probability
 
 FRAME_SHAPE = (64, 112, 3)
