@@ -73,7 +73,8 @@ class ViZDoomTwoColorsEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """
         Start an episode: the pillar's colour from ``self.np_random`` (or the constructor's ``pillar_color``, or
-        ``options["pillar_color"]``), and ViZDoom's random generator, which places the items, seeded from it too.
+        ``options["pillar_color"]``), and ViZDoom's random generator, which places the items, seeded from it too
+        (after the colour is drawn, fixed or not: a seed gives the same room with either colour).
 
         :param seed: Seeds ``self.np_random``: equal seeds give equal episodes.
         :param options: Optionally ``{"pillar_color": "red" | "green"}``.
@@ -103,7 +104,8 @@ class ViZDoomTwoColorsEnv(gym.Env):
         if self._done:
             raise RuntimeError("ViZDoomTwoColorsEnv.step() called on a finished episode: call reset() first")
         if not self.action_space.contains(action):
-            raise ValueError(f"invalid action {action!r}: expected an int in [0, {len(ACTIONS) - 1}]")
+            names = ", ".join(f"{i} {name}" for i, name in enumerate(ACTION_NAMES))
+            raise ValueError(f"invalid action {action!r}: expected an int in [0, {len(ACTIONS) - 1}] ({names})")
         items = self.items
         self.game.make_action(list(ACTIONS[int(action)]), scenario.TICS_PER_STEP)
         self.num_steps += 1
