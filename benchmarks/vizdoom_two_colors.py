@@ -7,8 +7,9 @@ First it measures the env itself on this CPU (steps per second under random acti
 expert) and the expert's mean return on the training episodes' length. Then each run is
 ``benchmarks/zoo_result.py --conf-file hyperparams/rate_pixels.yml --env ViZDoomTwoColors-v0 --algo rate
 [--mode dt] --seed S``: the zoo trains the entry offline on the expert's cached episodes, and the saved model is then
-scored with ``python -m rate_sb3.evaluate`` on ``--episodes / 2`` episodes with a red pillar and as many with a green
-one (env seeds 0, 1, ...: the same rooms for both colours), each ``--eval-steps`` long (the paper's 2,100).
+scored with ``python -m rate_sb3.evaluate --stochastic`` (actions sampled, as the paper's ViZDoom evaluation) on
+``--episodes / 2`` episodes with a red pillar and as many with a green one (env seeds 0, 1, ...: the same rooms for
+both colours), each ``--eval-steps`` long (the paper's 2,100).
 ``all`` is the mean over both colours. A run or evaluation whose JSON exists is not run again, so a cut benchmark
 resumes. Writes ``benchmarks/results/vizdoom_two_colors.json`` as ``{"rate": {"all", "red", "green"}, "dt": {...},
 "n_seeds"}`` (means over seeds; ``per_seed``, ``env``, ``expert`` and ``runs`` alongside) and prints it last.
@@ -89,11 +90,11 @@ def data_summary(entry: dict) -> dict | None:
 
 def color_score(run_json: Path, color: str, args: argparse.Namespace) -> dict:
     """The evaluation of a run's model on ``color`` pillars (cached next to the run's JSON)."""
-    path = run_json.with_name(f"{run_json.stem}_{color}{args.eval_steps}.json")
+    path = run_json.with_name(f"{run_json.stem}_{color}{args.eval_steps}_sampled.json")
     if not path.is_file():
         model = REPO / json.loads(run_json.read_text())["run_folder"] / f"{ENV_ID}.zip"
         kwargs = {"max_steps": args.eval_steps, "pillar_color": color}
-        write_result(evaluate_rate(model, ENV_ID, kwargs, args.episodes // 2), path)
+        write_result(evaluate_rate(model, ENV_ID, kwargs, args.episodes // 2, stochastic=True), path)
     return json.loads(path.read_text())["result"]
 
 
