@@ -156,10 +156,14 @@ def evaluation_settings(args: argparse.Namespace, entry: dict[str, Any]) -> list
     return settings
 
 
-def evaluate_rate(model_path: Path, env_id: str, env_kwargs: dict[str, Any], episodes: int) -> dict[str, Any]:
-    """Score with the ``python -m rate_sb3.evaluate`` command; returns its JSON with the command line."""
+def evaluate_rate(
+    model_path: Path, env_id: str, env_kwargs: dict[str, Any], episodes: int, stochastic: bool = False
+) -> dict[str, Any]:
+    """Score with the ``python -m rate_sb3.evaluate`` command (``--stochastic``: sampled actions); returns its JSON
+    with the command line."""
     command = [sys.executable, "-m", "rate_sb3.evaluate", "--model", shown(model_path), "--env"]
     command += [env_id, "--episodes", str(episodes), "--n-envs", str(min(EVAL_ENVS, episodes))]
+    command += ["--stochastic"] if stochastic else []
     if env_kwargs:
         command += ["--env-kwargs", *(f"{key}:{value!r}" for key, value in env_kwargs.items())]
     completed = subprocess.run(command, cwd=REPO, env=repo_env(), capture_output=True, text=True)

@@ -1,5 +1,6 @@
-"""Memory environments and privileged experts; importing this package registers ``TMaze-v0`` and the Memory Maze
-ids (``MemoryMaze-9x9-v0`` to ``MemoryMaze-15x15-v0``)."""
+"""Memory environments and privileged experts; importing this package registers ``TMaze-v0``, the Memory Maze ids
+(``MemoryMaze-9x9-v0`` to ``MemoryMaze-15x15-v0``), ``ViZDoomTwoColors-v0`` and the D4RL-style MuJoCo pair ids; the
+packages of Memory Maze, ViZDoom and MuJoCo are imported only when one of their envs is made."""
 
 import gymnasium as gym
 
@@ -10,20 +11,24 @@ from rate_sb3.envs.memory_maze import MAZE_SIZES, MemoryMazeEnv, MemoryMazeExper
 from rate_sb3.envs.minigrid_memory import MiniGridMemoryOracle
 from rate_sb3.envs.mujoco import register_pair_envs
 from rate_sb3.envs.tmaze import TMazeEnv
+from rate_sb3.envs.vizdoom_two_colors import TwoColorsExpert, ViZDoomTwoColorsEnv
 
 TMAZE_ID = "TMaze-v0"
 MEMORY_MAZE_IDS = {f"MemoryMaze-{size}x{size}-v0": size for size in MAZE_SIZES}
+VIZDOOM_TWO_COLORS_ID = "ViZDoomTwoColors-v0"
 
 
 def register_envs() -> None:
-    """Register ``TMaze-v0`` and the Memory Maze ids (idempotent), without ``max_episode_steps``: the envs
-    truncate themselves; and the MuJoCo env ids of the D4RL-style datasets (``rate_sb3/hopper-medium-v0``, ...).
-    Memory Maze's package is imported when one of its envs is made, not here."""
+    """Register ``TMaze-v0``, the Memory Maze ids and ``ViZDoomTwoColors-v0`` (idempotent), without
+    ``max_episode_steps``: the envs truncate themselves; and the MuJoCo env ids of the D4RL-style datasets
+    (``rate_sb3/hopper-medium-v0``, ...)."""
     if TMAZE_ID not in gym.registry:
         gym.register(id=TMAZE_ID, entry_point="rate_sb3.envs.tmaze:TMazeEnv")
     for env_id, size in MEMORY_MAZE_IDS.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point="rate_sb3.envs.memory_maze:MemoryMazeEnv", kwargs={"size": size})
+    if VIZDOOM_TWO_COLORS_ID not in gym.registry:
+        gym.register(id=VIZDOOM_TWO_COLORS_ID, entry_point="rate_sb3.envs.vizdoom_two_colors:ViZDoomTwoColorsEnv")
     register_pair_envs()
 
 
@@ -81,6 +86,9 @@ __all__ = [
     "PrivilegedExpert",
     "TMazeEnv",
     "TMazeOracle",
+    "TwoColorsExpert",
+    "VIZDOOM_TWO_COLORS_ID",
+    "ViZDoomTwoColorsEnv",
     "make_env",
     "make_expert",
     "register_env_id",

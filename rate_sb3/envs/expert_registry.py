@@ -1,7 +1,7 @@
 """The default privileged expert of each env id, and :func:`make_expert` that builds it from its keyword arguments.
 
-Kept out of :mod:`rate_sb3.envs.experts` because it lists the MiniGrid oracle, the Pong expert and the Memory Maze
-expert, which subclass the base class defined there: the registry imports those modules, and none of them imports it.
+Kept out of :mod:`rate_sb3.envs.experts` because it lists the MiniGrid oracle and the Pong, Memory Maze and ViZDoom
+experts, which subclass the base class defined there: the registry imports those modules, and none of them imports it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from rate_sb3.envs.atari import PongExpert
 from rate_sb3.envs.experts import CartPoleController, PendulumController, PrivilegedExpert, TMazeOracle
 from rate_sb3.envs.memory_maze import MAZE_SIZES, MemoryMazeExpert
 from rate_sb3.envs.minigrid_memory import MiniGridMemoryOracle
+from rate_sb3.envs.vizdoom_two_colors import TwoColorsExpert
 
 MINIGRID_MEMORY_IDS = (
     "MiniGrid-MemoryS7-v0",
@@ -32,6 +33,7 @@ EXPERTS: dict[str, type[PrivilegedExpert]] = {
     **dict.fromkeys(MINIGRID_MEMORY_IDS, MiniGridMemoryOracle),
     "PongNoFrameskip-v4": PongExpert,  # tuned for SB3's AtariWrapper (frame skip 4)
     **{f"MemoryMaze-{size}x{size}-v0": MemoryMazeExpert for size in MAZE_SIZES},
+    "ViZDoomTwoColors-v0": TwoColorsExpert,
 }
 """Default privileged expert class of each env id."""
 
