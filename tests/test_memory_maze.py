@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
-from test_zoo import TINY_RATE
+from test_zoo import TINY_RATE, predict_steps
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.envs import EXPERTS, MemoryMazeEnv, MemoryMazeExpert, make_env, make_expert
@@ -100,9 +100,5 @@ def test_rate_pretrains_on_expert_episodes_and_predicts() -> None:
     model.pretrain(2)
     demonstrations = model.replay_buffer.demonstrations
     assert [(len(episode.actions), episode.truncated) for episode in demonstrations] == [(12, True), (12, True)]
-    observations, state, starts = env.reset(), None, np.ones(1, bool)
-    for _ in range(5):
-        actions, state = model.predict(observations, state, starts)
-        observations, _, starts, _ = env.step(actions)
-        assert env.action_space.contains(int(actions[0]))
+    predict_steps(model, env, 5)
     env.close()

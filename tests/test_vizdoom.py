@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecTransposeImage
-from test_zoo import TINY_RATE
+from test_zoo import TINY_RATE, predict_steps
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.collect import collect_episodes
@@ -140,9 +140,5 @@ def test_rate_pretrains_on_expert_episodes_and_predicts() -> None:
     model = RATE("RATEPolicy", venv, demonstrations=episodes, online=False, seed=0, **TINY_RATE)
     assert model.observation_space["observation"].shape == (3, 64, 112)
     model.pretrain(2)
-    observations, state, starts = venv.reset(), None, np.ones(1, bool)
-    for _ in range(6):
-        actions, state = model.predict(observations, state, starts)
-        observations, _, starts, _ = venv.step(actions)
-    assert venv.action_space.contains(int(actions[0]))
+    predict_steps(model, venv, 6)
     venv.close()

@@ -52,6 +52,17 @@ TINY_MODEL = {
     "warmup_steps": 2,
 }
 TINY_RATE = {key: value for key, value in TINY_MODEL.items() if key not in ("policy", "env_wrapper")}
+
+
+def predict_steps(model: RATE, venv, n_steps: int) -> None:
+    """Step ``venv`` ``n_steps`` times with the model's stateful ``predict``; every action is in the action space."""
+    observations, state, starts = venv.reset(), None, np.ones(venv.num_envs, bool)
+    for _ in range(n_steps):
+        actions, state = model.predict(observations, state, starts)
+        assert all(venv.action_space.contains(action) for action in actions)
+        observations, _, starts, _ = venv.step(actions)
+
+
 CONFIG = {
     CARTPOLE: {
         **TINY_MODEL,
