@@ -40,7 +40,7 @@ from rate_sb3.d4rl import (
     record_transitions,
     replay_buffer_episodes,
 )
-from rate_sb3.data import save_minari
+from rate_sb3.data import load_minari, save_minari
 from rate_sb3.demo_formats import minari_datasets_root
 
 DATA = Path(__file__).resolve().parent / "data" / "mujoco"
@@ -131,8 +131,12 @@ def write_datasets(
     recorded: dict[str, list] = {}
 
     def episodes(kind: str) -> list:
+        """The episodes of a dataset: read back when written already (medium-expert joins the written medium and
+        expert datasets, not new recordings), else recorded."""
         if kind not in recorded:
-            if kind == "medium-replay":
+            if (minari_datasets_root() / dataset_id(name, kind)).exists():
+                recorded[kind] = load_minari(dataset_id(name, kind))
+            elif kind == "medium-replay":
                 model = SAC.load(expert_agent)
                 model.load_replay_buffer(directory / "sac_latest_replay.pkl")
                 recorded[kind] = replay_buffer_episodes(model.replay_buffer, progress["medium_steps"], model)

@@ -185,7 +185,9 @@ def test_builder_writes_the_four_datasets_from_its_checkpoints(minari_root, tmp_
         argparse.Namespace(quick=False, transitions=60),
         ["medium", "medium-replay", "expert", "medium-expert"],
     )
-    builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args, kinds)
+    # as the builder's main does: the medium datasets first, the expert ones in a later call
+    builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args, kinds[:2])
+    builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args, kinds[2:])
     loaded = {kind: load_minari(dataset_id("hopper", kind)) for kind in kinds}
     assert sum(episode.length for episode in loaded["medium"]) >= 60
     assert_same_episodes(loaded["medium-expert"], loaded["medium"] + loaded["expert"])
