@@ -30,7 +30,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 
 from rate_sb3 import RATE, PrevRewardWrapper
-from rate_sb3.d4rl import dataset_id, normalized_score
+from rate_sb3.d4rl import dataset_id
 from rate_sb3.data import load_minari
 from rate_sb3.evaluate import evaluate
 from rate_sb3.zoo_checks import load_config
@@ -43,7 +43,7 @@ EVAL_EPISODES = 50
 
 
 def score(model, episodes: int) -> float:
-    return float(normalized_score(ENV, evaluate(model, ENV, n_episodes=episodes, n_envs=10)["mean_return"]))
+    return evaluate(model, ENV, n_episodes=episodes, n_envs=10)["normalized_score"]
 
 
 class Checkpointed:

@@ -33,7 +33,7 @@ from common import RESULTS, write_result
 from mujoco_datasets import QUICK_MINARI_ROOT
 from zoo_result import EVAL_ENVS, result_name
 
-from rate_sb3.d4rl import MUJOCO_ENV_IDS, dataset_id, normalized_score
+from rate_sb3.d4rl import MUJOCO_ENV_IDS, dataset_id
 from rate_sb3.data import load_minari
 from rate_sb3.envs.mujoco import pair_env_id
 from rate_sb3.evaluate import evaluate
@@ -157,7 +157,7 @@ def d3rlpy_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
         "batch_size": model.config.batch_size,
         "episodes": episodes,
         "mean_return": evaluation["mean_return"],
-        "normalized_score": float(normalized_score(pair, evaluation["mean_return"])),
+        "normalized_score": evaluation["normalized_score"],
         "train_seconds": round(train_seconds, 1),
     }
     write_result(result, path)

@@ -63,8 +63,7 @@ def normalized_score(env_id: str, returns: float | np.ndarray) -> float | np.nda
     :param env_id: A MuJoCo env id or D4RL short name (``"Hopper-v5"`` or ``"hopper"``).
     :param returns: Undiscounted episode returns.
     """
-    name = env_id if env_id in D4RL_REFERENCE_SCORES else env_name(env_id)
-    scores = D4RL_REFERENCE_SCORES[name]
+    scores = D4RL_REFERENCE_SCORES[env_name(env_id)]
     return 100.0 * (np.asarray(returns, dtype=np.float64) - scores.random) / (scores.expert - scores.random)
 
 

@@ -79,7 +79,7 @@ def evaluate(
         env.close()
     returns, lengths = np.array(runner.returns), np.array(runner.lengths)
     successes = [s for s in runner.successes if s is not None]
-    return {
+    result = {
         "env": env_id,
         "episodes": n_episodes,
         "mean_return": float(returns.mean()),
@@ -88,6 +88,9 @@ def evaluate(
         "mean_length": float(lengths.mean()),
         "seconds": round(time.perf_counter() - start_time, 3),
     }
+    if is_d4rl_env(env_id):
+        result["normalized_score"] = float(normalized_score(env_id, result["mean_return"]))
+    return result
 
 
 def _make_eval_env(
@@ -380,8 +383,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"error: {error}\n")
-    if is_d4rl_env(args.env):
-        result["normalized_score"] = float(normalized_score(args.env, result["mean_return"]))
     print(json.dumps(result))
     return result
 
