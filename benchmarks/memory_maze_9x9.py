@@ -18,15 +18,12 @@ mean return; with ``"per_seed"``, ``"sem"`` (over seeds), ``"paper"``, ``"datase
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from common import RESULTS, write_result
-from zoo_result import result_name
+from zoo_result import rate_run_file, run_rate_once
 
 BENCHMARKS = Path(__file__).resolve().parent
 CONFIG = BENCHMARKS.parent / "hyperparams" / "rate_memory_maze.yml"
@@ -38,22 +35,9 @@ QUICK_EPISODE_STEPS = 50
 PAPER = {"rate": (7.64, 0.41), "dt": (6.83, 0.51), "rmt": (7.27, 0.21), "trxl": (7.12, 0.24), "bc_lstm": (4.75, 0.15)}
 
 
-def run_file(mode: str, seed: int, quick: bool) -> Path:
-    """The JSON that ``zoo_result.py`` names for this run."""
-    run = argparse.Namespace(env=ENV, algo="rate", conf_file=CONFIG, mode=None if mode == "rate" else mode)
-    run.seed, run.quick = seed, quick
-    return RESULTS / f"{result_name(run)}.json"
-
-
 def run(mode: str, seed: int, quick: bool) -> dict:
-    path = run_file(mode, seed, quick)
-    if not path.is_file():
-        command = [sys.executable, str(BENCHMARKS / "zoo_result.py"), "--conf-file", str(CONFIG), "--env", ENV]
-        command += ["--algo", "rate", "--seed", str(seed), "--out", str(path), "--max-minutes", "720"]
-        command += [] if mode == "rate" else ["--mode", mode]
-        command += ["--quick", "--max-episode-steps", str(QUICK_EPISODE_STEPS)] if quick else []
-        subprocess.run(command, check=True)
-    return json.loads(path.read_text())
+    extra = ["--max-minutes", "720"] + (["--max-episode-steps", str(QUICK_EPISODE_STEPS)] if quick else [])
+    return run_rate_once(ENV, CONFIG, mode, seed, quick, extra)
 
 
 def env_steps_per_second(n_steps: int) -> dict:
@@ -118,7 +102,7 @@ def main() -> None:
     per_seed, runs = {}, {}
     for mode in args.modes:
         per_seed[mode] = [run(mode, seed, args.quick)["evaluations"][0]["result"]["mean_return"] for seed in seeds]
-        runs[mode] = [run_file(mode, seed, args.quick).name for seed in seeds]
+        runs[mode] = [rate_run_file(ENV, CONFIG, mode, seed, args.quick).name for seed in seeds]
         result[mode] = float(np.mean(per_seed[mode]))
     result["n_seeds"] = len(seeds)
     if len(seeds) > 1:

@@ -13,35 +13,15 @@ again, so a cut benchmark resumes where it stopped. Writes ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from common import RESULTS, write_result
-from zoo_result import result_name
+from zoo_result import rate_run_file, run_rate_once
 
 BENCHMARKS = Path(__file__).resolve().parent
 CONFIG = BENCHMARKS.parent / "hyperparams" / "rate_pixels.yml"
 ENVS = ("MiniGrid-MemoryS7-v0", "MiniGrid-MemoryS13Random-v0")
 MODES = ("rate", "dt")
-
-
-def run_file(env: str, mode: str, seed: int, quick: bool) -> Path:
-    """The JSON that ``zoo_result.py`` names for this run."""
-    dt_mode = mode if mode == "dt" else None
-    run = argparse.Namespace(env=env, algo="rate", conf_file=CONFIG, mode=dt_mode, seed=seed, quick=quick)
-    return RESULTS / f"{result_name(run)}.json"
-
-
-def run(env: str, mode: str, args: argparse.Namespace) -> dict:
-    path = run_file(env, mode, args.seed, args.quick)
-    if not path.is_file():
-        command = [sys.executable, str(BENCHMARKS / "zoo_result.py"), "--conf-file", str(CONFIG), "--env", env]
-        command += ["--algo", "rate", "--seed", str(args.seed), "--out", str(path)]
-        command += (["--mode", "dt"] if mode == "dt" else []) + (["--quick"] if args.quick else [])
-        subprocess.run(command, check=True)
-    return json.loads(path.read_text())
 
 
 def main() -> None:
@@ -54,9 +34,9 @@ def main() -> None:
     for env in args.envs:
         result[env] = {}
         for mode in MODES:
-            evaluation = run(env, mode, args)["evaluations"][0]["result"]
+            evaluation = run_rate_once(env, CONFIG, mode, args.seed, args.quick)["evaluations"][0]["result"]
             result[env][mode] = evaluation["success_rate"]
-            result["runs"][f"{env} {mode}"] = run_file(env, mode, args.seed, args.quick).name
+            result["runs"][f"{env} {mode}"] = rate_run_file(env, CONFIG, mode, args.seed, args.quick).name
     write_result(result, RESULTS / f"minigrid_pixels{'_quick' if args.quick else ''}.json")
 
 

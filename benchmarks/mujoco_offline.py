@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 from common import RESULTS, write_result
 from mujoco_datasets import QUICK_MINARI_ROOT
-from zoo_result import EVAL_ENVS, result_name
+from zoo_result import EVAL_ENVS, run_rate_once
 
 from rate_sb3.d4rl import MUJOCO_ENV_IDS, dataset_id
 from rate_sb3.data import load_minari
@@ -56,16 +56,8 @@ def split_pair(pair: str) -> tuple[str, str]:
 
 def zoo_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
     """RATE or DT through ``zoo_result.py``; returns its JSON."""
-    mode = "dt" if algo == "dt" else None
     env_id = pair_env_id(*split_pair(pair))
-    naming = argparse.Namespace(env=env_id, algo="rate", conf_file=RATE_CONFIG, mode=mode, seed=seed, quick=quick)
-    path = RESULTS / f"{result_name(naming)}.json"
-    if not path.is_file():
-        command = [sys.executable, str(BENCHMARKS / "zoo_result.py"), "--env", env_id, "--algo", "rate"]
-        command += ["--seed", str(seed), "--eval-episodes", str(EVAL_EPISODES), "--out", str(path)]
-        command += (["--mode", "dt"] if mode else []) + (["--quick"] if quick else [])
-        subprocess.run(command, check=True)
-    return json.loads(path.read_text())
+    return run_rate_once(env_id, RATE_CONFIG, algo, seed, quick, ["--eval-episodes", str(EVAL_EPISODES)])
 
 
 def segment_reset_run(pair: str, seed: int, quick: bool) -> dict:

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from common import RESULTS, machine_info, write_result
-from minigrid_pixels import CONFIG, MODES, run
-from minigrid_pixels import run_file as zoo_run_file
-from zoo_result import REPO, evaluate_rate, load_entry
+from minigrid_pixels import CONFIG, MODES
+from zoo_result import REPO, evaluate_rate, load_entry, rate_run_file, run_rate_once
 
 ENV_ID = "ViZDoomTwoColors-v0"
 COLORS = ("red", "green")
@@ -121,8 +120,8 @@ def main() -> None:
     result |= {"env": env | {"machine": machine_info()}, "runs": {}, "per_seed": {}}
     for seed in args.seeds:  # seed by seed: a cut benchmark has whole RATE-DT pairs
         for mode in MODES:
-            run(ENV_ID, mode, argparse.Namespace(seed=seed, quick=args.quick))
-            run_json = zoo_run_file(ENV_ID, mode, seed, args.quick)
+            run_rate_once(ENV_ID, CONFIG, mode, seed, args.quick)
+            run_json = rate_run_file(ENV_ID, CONFIG, mode, seed, args.quick)
             score = {color: color_score(run_json, color, args)["mean_return"] for color in COLORS}
             score["all"] = float(np.mean([score[color] for color in COLORS]))
             result["runs"][f"{mode} seed{seed}"] = run_json.name

@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,29 @@ def result_name(args: argparse.Namespace) -> str:
         *filter(None, [args.mode]),
     ]
     return "_".join(parts) + f"_seed{args.seed}" + ("_quick" if args.quick else "")
+
+
+def rate_run_file(env: str, conf_file: Path, mode: str | None, seed: int, quick: bool) -> Path:
+    """The JSON this script writes for a run of RATE's entry of ``conf_file`` (``mode`` ``"rate"`` or None: the
+    entry's own mode)."""
+    own_mode = mode in (None, "rate")
+    run = argparse.Namespace(env=env, algo="rate", conf_file=conf_file, mode=None if own_mode else mode, seed=seed)
+    run.quick = quick
+    return RESULTS / f"{result_name(run)}.json"
+
+
+def run_rate_once(
+    env: str, conf_file: Path, mode: str | None, seed: int, quick: bool, extra: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Train and score RATE's entry with this script, in a subprocess, unless its JSON exists (so a benchmark made of
+    such runs resumes where it stopped); returns the JSON. ``extra``: more flags of this script."""
+    path = rate_run_file(env, conf_file, mode, seed, quick)
+    if not path.is_file():
+        command = [sys.executable, str(Path(__file__).resolve()), "--conf-file", str(conf_file), "--env", env]
+        command += ["--algo", "rate", "--seed", str(seed), "--out", str(path), *extra]
+        command += ([] if mode in (None, "rate") else ["--mode", mode]) + (["--quick"] if quick else [])
+        subprocess.run(command, check=True)
+    return json.loads(path.read_text())
 
 
 def repo_env() -> dict[str, str]:
