@@ -41,7 +41,7 @@ from rate_sb3.d4rl import (
     replay_buffer_episodes,
 )
 from rate_sb3.data import load_minari, save_minari
-from rate_sb3.demo_formats import minari_datasets_root
+from rate_sb3.minari_format import minari_datasets_root
 
 DATA = Path(__file__).resolve().parent / "data" / "mujoco"
 QUICK_MINARI_ROOT = DATA.parent / "mujoco_quick" / "minari"  # --quick's datasets, under the usual ids

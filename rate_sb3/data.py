@@ -12,17 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 from gymnasium import spaces
 
-from rate_sb3.demo_formats import (
-    load_demonstrations,
-    load_episodes_npz,
-    load_imitation,
-    load_minari,
-    save_episodes,
-    save_minari,
-)
+from rate_sb3.demo_formats import load_demonstrations, load_episodes_npz, load_imitation, save_episodes
 from rate_sb3.encoders import check_spaces
 from rate_sb3.episode import Episode
 from rate_sb3.lazy_frames import LazyFrames
+from rate_sb3.minari_format import load_minari, save_minari
 
 __all__ = [
     "Episode",

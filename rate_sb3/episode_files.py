@@ -1,12 +1,16 @@
 """What our episode files share, ``.npz`` and HDF5 alike: the flat arrays' names and their consistency check, and
-the mode of a new file."""
+the mode of a new file; and what every reader of a demonstration format shares: building an :class:`Episode` and
+refusing fields RATE does not take, with the source named."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from rate_sb3.episode import Episode
 
 NPZ_FORMAT_VERSION = 2  # 2: Dict observations, one array per key (files of array observations are still 1)
 NPZ_KEYS = (
@@ -68,3 +72,21 @@ def check_flat_episode_arrays(arrays: dict[str, np.ndarray], path: Path, max_ver
         ]
     if problems:
         raise ValueError(f"{path} is inconsistent: {'; '.join(problems)}. {RECOLLECT_HINT}")
+
+
+def make_episode(source: str, index: int, **fields: Any) -> Episode:
+    """Build an Episode, naming the source and episode index if its fields are inconsistent."""
+    try:
+        return Episode(**fields)
+    except ValueError as error:
+        raise ValueError(f"{source}: episode {index}: {error}") from error
+
+
+def field_array(value: Any, what: str, source: str) -> np.ndarray:
+    """The array of a dataset field; a Dict or Tuple (which RATE does not take for actions) is refused."""
+    if isinstance(value, (dict, tuple)):
+        raise ValueError(
+            f"{source}: {what} are a {type(value).__name__} (Dict/Tuple space), which RATE does not support for "
+            f"{what}: record the dataset with a Box or Discrete space."
+        )
+    return np.asarray(value)
