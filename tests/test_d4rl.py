@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
 
 from rate_sb3 import RATE
 from rate_sb3.d4rl import (
@@ -80,6 +81,8 @@ def test_normalised_scores_and_names():
         normalized_score("CartPole-v1", 500.0)
     with pytest.raises(ValueError, match="unknown dataset kind 'random'"):
         dataset_id("hopper", "random")
+    with pytest.raises(ValueError, match="unknown env name 'ant'"):
+        dataset_id("ant", "medium")
 
 
 def replay(env_id: str, episodes: list[Episode], seed: int) -> None:
@@ -128,6 +131,13 @@ def test_replay_buffer_refuses_more_steps_than_it_holds():
         replay_buffer_episodes(model.replay_buffer, 60, model)
 
 
+def test_replay_buffer_of_several_envs_is_refused():
+    model = SAC("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2), learning_starts=10**6, buffer_size=1_000)
+    model.learn(20)
+    with pytest.raises(ValueError, match="single-env buffers; this one has 2 envs"):
+        replay_buffer_episodes(model.replay_buffer, 10, model)
+
+
 def test_record_transitions_gathers_whole_episodes():
     model = SAC("MlpPolicy", "Hopper-v5", seed=0)
     episodes = record_transitions(model, "Hopper-v5", 150, seed=3, n_envs=2)
@@ -147,6 +157,12 @@ def test_minari_round_trip_keeps_episodes_and_reference_scores(minari_root):
     assert minari.get_normalized_score(dataset, np.array([scores.expert])) == pytest.approx(1.0)
     with pytest.raises(FileExistsError, match="rate_sb3/hopper/test-v0"):
         save_minari(episodes, "rate_sb3/hopper/test-v0", "Hopper-v5")
+
+
+def test_writing_no_episodes_is_refused(minari_root):
+    with pytest.raises(ValueError, match="No episodes to write to Minari dataset 'rate_sb3/hopper/empty-v0'"):
+        save_minari([], "rate_sb3/hopper/empty-v0", "Hopper-v5")
+    assert not minari_root.exists()
 
 
 def test_an_interrupted_minari_write_leaves_no_dataset(minari_root, monkeypatch):
