@@ -33,7 +33,7 @@ class DerivedWeights(Generic[Derived]):
     Parameters that the derived tensors only view (a transpose, a detached alias) need no value check: every
     write to their memory shows in the views.
 
-    :param sources: ``(module, name)`` of every parameter whose values ``build`` copies or computes from
+    :param sources: ``(module, name)`` of every parameter (or buffer) whose values ``build`` copies or computes from
     :param build: the derived tensors for the dtype and device of ``like``; runs without gradient
     :param viewed: ``(module, name)`` of every parameter whose memory ``build`` only views
     """
@@ -45,9 +45,9 @@ class DerivedWeights(Generic[Derived]):
         viewed: Iterable[tuple[nn.Module, str]] = (),
     ) -> None:
         self.build = build
-        sources = [(module._parameters, name) for module, name in sources]
+        sources = [(_tensors_of(module, name), name) for module, name in sources]
         self._n_sources = len(sources)
-        self._lookups = sources + [(module._parameters, name) for module, name in viewed]
+        self._lookups = sources + [(_tensors_of(module, name), name) for module, name in viewed]
         self._built: _Built | None = None  # replaced as one: other threads see all or none
 
     def __call__(self, like: th.Tensor) -> Derived:
@@ -68,6 +68,11 @@ class DerivedWeights(Generic[Derived]):
     def __getstate__(self) -> dict:
         # a copy's parameters lie elsewhere (and the snapshot's views would not follow them): it builds its own
         return {**self.__dict__, "_built": None}
+
+
+def _tensors_of(module: nn.Module, name: str) -> dict[str, th.Tensor]:
+    """The module's dict that holds ``name``: its parameters, or its buffers (a standardisation's statistics)."""
+    return module._parameters if name in module._parameters else module._buffers
 
 
 class _Snapshot:

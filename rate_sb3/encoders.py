@@ -87,6 +87,8 @@ class ObservationEncoder(nn.Module):
     :param normalize_images: divide uint8 images by 255
     :param features_extractor_class: an SB3 features extractor class (default: :func:`default_features_extractor`)
     :param features_extractor_kwargs: its keyword arguments
+    :param standardize: subtract a mean and divide by a standard deviation (buffers, set by :meth:`set_statistics`)
+        before the features extractor; vector Box observations only
     """
 
     def __init__(
@@ -96,12 +98,23 @@ class ObservationEncoder(nn.Module):
         normalize_images: bool = True,
         features_extractor_class: type[BaseFeaturesExtractor] | None = None,
         features_extractor_kwargs: dict[str, Any] | None = None,
+        standardize: bool = False,
     ) -> None:
         super().__init__()
         self.space, self.normalize_images = space, normalize_images
         self.images = is_image_observation(space)
         if self.images:
             _check_channels_first(space)
+        self.standardize = standardize
+        if standardize:
+            if not isinstance(space, spaces.Box) or self.images:
+                raise ValueError(
+                    f"standardize_observations needs vector Box observations, got {space}; leave it off for images, "
+                    "Dict and discrete observations"
+                )
+            self.register_buffer("observation_mean", th.zeros(space.shape))
+            self.register_buffer("observation_std", th.ones(space.shape))
+            self.register_buffer("statistics_set", th.tensor(False))
         extractor_class = features_extractor_class or default_features_extractor(space)
         extractor = extractor_class(space, **(features_extractor_kwargs or {}))
         if normalize_images and getattr(extractor, "reads_raw_indices", False):
@@ -113,7 +126,17 @@ class ObservationEncoder(nn.Module):
         self.net = nn.Sequential(extractor, nn.Linear(extractor.features_dim, d_model))
 
     def forward(self, observations: th.Tensor | dict[str, th.Tensor]) -> th.Tensor:
-        return self.net(preprocess_obs(observations, self.space, normalize_images=self.normalize_images))
+        features = preprocess_obs(observations, self.space, normalize_images=self.normalize_images)
+        if self.standardize:
+            features = (features - self.observation_mean) / self.observation_std
+        return self.net(features)
+
+    def set_statistics(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Standardise with this mean and standard deviation (per observation dimension) from now on."""
+        with th.no_grad():
+            self.observation_mean.copy_(th.as_tensor(mean, dtype=th.float32).reshape(self.space.shape))
+            self.observation_std.copy_(th.as_tensor(std, dtype=th.float32).reshape(self.space.shape))
+            self.statistics_set.fill_(True)
 
     @property
     def flat_linear(self) -> nn.Linear | None:
@@ -255,9 +278,10 @@ class StepEncoder:
     With one env a step costs PyTorch calls, not arithmetic, so the host writes each env's features
     [previous action | return-to-go | flattened observation] into one row of a buffer kept for the number of
     envs (and the thread: calls from several threads do not share one) and a block-diagonal matrix maps the
-    row to the three tokens. A Discrete action's features are one-hot, and its tanh is folded into the
-    embedding table; a Box action's tanh follows the product. An observation encoder that is more than a
-    linear layer (a CNN, a one-hot Discrete) runs on its own and its token is appended.
+    row to the three tokens (with a standardised observation's shift and scale folded in). A Discrete action's
+    features are one-hot, and its tanh is folded into the embedding table; a Box action's tanh follows the
+    product. An observation encoder that is more than a linear layer (a CNN, a one-hot Discrete) runs on its own
+    and its token is appended.
     """
 
     def __init__(
@@ -277,6 +301,8 @@ class StepEncoder:
             sources.append((action_net, "bias"))
         if self.observation_linear is not None:
             sources += [(self.observation_linear, "weight"), (self.observation_linear, "bias")]
+            if observation_encoder.standardize:
+                sources += [(observation_encoder, "observation_mean"), (observation_encoder, "observation_std")]
         self._folded = DerivedWeights(sources, self._fold)
 
     def __call__(
@@ -326,8 +352,18 @@ class StepEncoder:
             weight[:width, :d], bias[:d] = action_net.weight.t(), action_net.bias
         weight[width, d : 2 * d], bias[d : 2 * d] = self.return_encoder.weight[:, 0], self.return_encoder.bias
         if observation_linear is not None:
-            weight[width + 1 :, 2 * d :], bias[2 * d :] = observation_linear.weight.t(), observation_linear.bias
+            weight[width + 1 :, 2 * d :], bias[2 * d :] = self._observation_weight_and_bias()
         return weight, bias
+
+    def _observation_weight_and_bias(self) -> tuple[th.Tensor, th.Tensor]:
+        """The observation part of the product (features x weight): W^T and b, or with standardisation
+        (W / std)^T and b - (W / std) mean, so that the product equals W (x - mean) / std + b."""
+        weight, bias = self.observation_linear.weight, self.observation_linear.bias
+        encoder = self.observation_encoder
+        if encoder.standardize:
+            weight = weight / encoder.observation_std.flatten()
+            bias = bias - weight @ encoder.observation_mean.flatten()
+        return weight.t(), bias
 
 
 def make_action_head(space: spaces.Space, d_model: int) -> nn.Module:

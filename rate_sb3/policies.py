@@ -55,6 +55,8 @@ class RATEPolicy(BasePolicy):
         ``d_model`` (default: NatureCNN for images, a small CNN for images under 36 pixels, a per-key combination
         for Dict observations, flattening for vectors)
     :param features_extractor_kwargs: its keyword arguments
+    :param standardize_observations: standardise vector observations with the mean and standard deviation of the
+        demonstrations (set when offline training first starts, then kept, as Decision Transformer does on D4RL)
     :param transformer_kwargs: :class:`rate_sb3.model.RATEConfig` fields (d_model, n_layers, segment_len, ...)
     """
 
@@ -74,6 +76,7 @@ class RATEPolicy(BasePolicy):
         normalize_images: bool = True,
         features_extractor_class: type[BaseFeaturesExtractor] | None = None,
         features_extractor_kwargs: dict[str, Any] | None = None,
+        standardize_observations: bool = False,
         **transformer_kwargs: Any,
     ) -> None:
         if not has_reward_feedback(observation_space):
@@ -93,6 +96,7 @@ class RATEPolicy(BasePolicy):
         self.target_return, self.return_scale, self.weight_decay = target_return, return_scale, weight_decay
         self.return_to_go_cap = return_to_go_cap
         self.reset_return_to_go_per_segment = reset_return_to_go_per_segment
+        self.standardize_observations = standardize_observations
         self.transformer_kwargs = transformer_kwargs
         self.config = RATEConfig(**transformer_kwargs)
         d = self.config.d_model
@@ -119,7 +123,22 @@ class RATEPolicy(BasePolicy):
             self.normalize_images,
             self.features_extractor_class,
             self.features_extractor_kwargs,
+            self.standardize_observations,
         )
+
+    def observation_encoders(self) -> list[ObservationEncoder]:
+        return [self.observation_encoder] + ([self.critic.observation_encoder] if self.critic else [])
+
+    @property
+    def observation_statistics_set(self) -> bool:
+        return bool(self.observation_encoder.statistics_set) if self.standardize_observations else False
+
+    def set_observation_statistics(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """The mean and standard deviation (per observation dimension) that observations are standardised with."""
+        if not self.standardize_observations:
+            raise ValueError("this RATEPolicy was built without standardize_observations=True")
+        for encoder in self.observation_encoders():
+            encoder.set_statistics(mean, std)
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
         no_decay = ("initial_memory", "content_bias", "position_bias")
@@ -142,6 +161,7 @@ class RATEPolicy(BasePolicy):
             normalize_images=self.normalize_images,
             features_extractor_class=self.features_extractor_class,
             features_extractor_kwargs=self.features_extractor_kwargs,
+            standardize_observations=self.standardize_observations,
             **self.transformer_kwargs,
         )
         return data

@@ -88,6 +88,8 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
         if not action_mse_coef >= 0:
             raise ValueError(f"RATE: action_mse_coef={action_mse_coef} must be >= 0")
         _check_policy_kwargs(self.policy_kwargs)
+        if self.policy_kwargs.get("standardize_observations") and demonstrations is None:
+            observation_statistics([])  # its error says what to do
         self.demonstrations, self.config = demonstrations, config
         self.n_segments, self.batch_size = n_segments, batch_size
         self.n_pretrain_steps, self.warmup_steps, self.lr_end_factor = n_pretrain_steps, warmup_steps, lr_end_factor
@@ -149,6 +151,8 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
             self.target_return = float(max(ep.episode_return for ep in episodes))
         self.return_scale = self._return_scale()
         self.policy.target_return, self.policy.return_scale = self.target_return, self.return_scale
+        if self.policy.standardize_observations and not self.policy.observation_statistics_set:
+            self.policy.set_observation_statistics(*observation_statistics(episodes))
         if self.replay_buffer is None:
             self.replay_buffer = TrajectoryBuffer(
                 self.buffer_size, self.config.segment_len, self.return_scale, self.demo_fraction, seed=self.seed
@@ -299,6 +303,19 @@ class ReturnConditionedAlgorithm(BaseAlgorithm):
             self.logger.record(f"{prefix}/{key}", float(np.mean([s[key] for s in stats])))
         self.logger.record(f"{prefix}/learning_rate", lr)
         self.logger.dump(step=step)
+
+
+def observation_statistics(episodes: Sequence[Episode]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of every step's observation (a standard deviation under 1e-6, a constant
+    dimension, counts as 1: it is only shifted)."""
+    if not episodes:
+        raise ValueError(
+            "RATE: standardize_observations takes its statistics from the demonstrations; pass demonstrations= or "
+            "drop standardize_observations from policy_kwargs"
+        )
+    observations = np.concatenate([np.asarray(episode.observations[:-1], dtype=np.float64) for episode in episodes])
+    std = observations.std(axis=0)
+    return observations.mean(axis=0), np.where(std < 1e-6, 1.0, std)
 
 
 def _check_mixed_precision(mixed_precision: bool, device: th.device) -> None:

@@ -183,6 +183,45 @@ def test_predict_equals_the_training_forward_in_every_space(observation_space, a
         assert_predict_equals_the_training_forward()
 
 
+def test_standardised_observations_in_predict_equal_the_training_forward_as_the_statistics_change():
+    # predict folds the mean and standard deviation into its one product: it must follow every change of them
+    observation_space, action_space = spaces.Box(-5, 5, (2, 3)), spaces.Box(-1, 1, (2,))
+    policy = RATEPolicy(
+        reward_observation_space(observation_space), action_space, lambda _: 1e-3, standardize_observations=True, **TINY
+    ).eval()
+    observation_space.seed(0), action_space.seed(0)
+    observations = stack_observations([observation_space.sample() for _ in range(8)])
+    model_actions = th.as_tensor(np.stack([action_space.sample() for _ in range(7)]))
+    rewards = np.random.default_rng(0).normal(size=7).astype(np.float32)
+    policy.target_return = float(rewards.sum())
+    rng = np.random.default_rng(1)
+    previous = None
+    with th.no_grad():
+        for change in ("set", "set again", "load_state_dict"):
+            mean, std = rng.normal(size=(2, 3)), rng.uniform(0.1, 3.0, size=(2, 3))
+            if change == "load_state_dict":
+                state = policy.state_dict()
+                state.update({"observation_encoder.observation_mean": th.as_tensor(mean, dtype=th.float32)})
+                policy.load_state_dict(state)
+            else:
+                policy.set_observation_statistics(mean, std)
+            steps = recorded_step_hidden(policy, observations, model_actions, rewards)
+            th.testing.assert_close(steps, training_hidden(policy, observations, model_actions, rewards))
+            assert previous is None or not th.allclose(steps, previous)
+            previous = steps
+    assert policy.observation_statistics_set
+
+
+@pytest.mark.parametrize("observation_space", [spaces.Box(0, 255, (3, 8, 8), np.uint8), spaces.Discrete(4)])
+def test_standardising_observations_other_than_vectors_is_refused(observation_space):
+    lr = lambda _: 1e-3  # noqa: E731
+    with pytest.raises(ValueError, match="standardize_observations needs vector Box observations"):
+        RATEPolicy(reward_observation_space(observation_space), spaces.Discrete(2), lr, standardize_observations=True)
+    unstandardised = RATEPolicy(reward_observation_space(spaces.Box(0, 1, (2,))), spaces.Discrete(2), lr)
+    with pytest.raises(ValueError, match="built without standardize_observations=True"):
+        unstandardised.set_observation_statistics(np.zeros(2), np.ones(2))
+
+
 def test_categorical_head_acts_with_its_current_weight():
     # every way of updating the weight must reach act, in each dtype of the hidden states
     head = CategoricalHead(8, 5)

@@ -331,6 +331,26 @@ def test_pretrain_without_demonstrations_and_online_without_target_return_explai
         model.learn(4)
 
 
+def test_standardised_observations_take_the_demonstrations_statistics_once_and_keep_them(tmaze_demos, tmp_path):
+    standardized = dict(policy_kwargs=dict(standardize_observations=True))
+    model = RATE("RATEPolicy", "TMaze-v0", demonstrations=tmaze_demos, seed=0, **standardized, **TINY).pretrain(2)
+    observations = np.concatenate([ep.observations[:-1] for ep in tmaze_demos])
+    encoder = model.policy.observation_encoder
+    std = observations.std(0)
+    assert std[0] == 0  # the first value is constant: it is only shifted
+    np.testing.assert_allclose(encoder.observation_mean.numpy(), observations.mean(0), atol=1e-6)
+    np.testing.assert_allclose(encoder.observation_std.numpy(), np.where(std == 0, 1.0, std), rtol=1e-5)
+    model.save(tmp_path / "standardized.zip")
+    # loaded and trained on other demonstrations, the policy keeps the statistics it acts with
+    loaded = RATE.load(tmp_path / "standardized.zip", demonstrations=tmaze_demos[:5])
+    loaded.pretrain(1)
+    np.testing.assert_array_equal(loaded.policy.observation_encoder.observation_mean, encoder.observation_mean)
+    obs = {"observation": observations[:1], "prev_reward": np.zeros((1, 1), np.float32)}
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    with pytest.raises(ValueError, match="standardize_observations takes its statistics from the demonstrations"):
+        RATE("RATEPolicy", "TMaze-v0", **standardized, **TINY)
+
+
 def test_replay_buffer_round_trip(tmaze_demos, tmp_path):
     model = RATE("RATEPolicy", "TMaze-v0", demonstrations=tmaze_demos[:10], **TINY)
     with pytest.raises(ValueError, match="no trajectory buffer"):
