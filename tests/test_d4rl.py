@@ -271,3 +271,5 @@ def test_the_zoo_entry_of_a_pair_passes_the_checks_once_its_dataset_exists(minar
     )
     argv = ["train.py", "--algo", "rate", "--env", "rate_sb3/hopper-medium-replay-v0"]
     assert prepare_train_argv(argv, REPO / "hyperparams")[-1].endswith("rate.yml")
+    paper = str(REPO / "hyperparams" / "rate_paper_mujoco.yml")  # the GPU scale, checked the same way
+    assert prepare_train_argv([*argv, "-conf", paper], REPO / "hyperparams")[-1] == paper
