@@ -10,12 +10,14 @@ dataset's transitions and starts learning at once. Each run learns in chunks of 
 model and replay buffer after each, so a cut run resumes from its last chunk. Scores are D4RL-normalised means over
 50 seeded episodes (``rate_sb3.evaluate.evaluate``, mean actions): RATE after pretraining and after fine-tuning,
 SAC at the end. Writes ``benchmarks/results/mujoco_finetune.json``:
-``{"pretrained", "finetuned", "env_steps", "sac_scratch", "sac_from_data", ...}``.
+``{"pretrained", "finetuned", "env_steps", "sac_scratch", "sac_from_data", "run_seconds", ...}``; a call with
+``--runs`` adds its runs to the results of earlier calls with the same setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -68,6 +70,8 @@ class Checkpointed:
 
 def rate_kwargs(quick: bool) -> dict:
     entry = {key: value for key, value in load_config(str(CONFIG))[ENV_ID].items() if key not in ZOO_ONLY_KEYS}
+    if isinstance(entry.get("policy_kwargs"), str):
+        entry["policy_kwargs"] = eval(entry["policy_kwargs"])  # as rl_zoo3 reads it (our own config file)
     if quick:
         entry.update(n_pretrain_steps=20, train_freq=500, gradient_steps=5)
     return entry
@@ -137,14 +141,19 @@ def main() -> None:
     runs = DATA.parent / ("mujoco_finetune_quick" if args.quick else "mujoco_finetune") / f"seed{args.seed}"
     out = RESULTS / f"mujoco_finetune{'_quick' if args.quick else ''}.json"
     result: dict = {"env_steps": steps, "pair": PAIR, "seed": args.seed, "eval_episodes": args.episodes}
-    started = time.perf_counter()
-    if "rate" in args.runs:
-        run_rate(runs / "rate", steps, args, result)
-    for name in ("sac_scratch", "sac_from_data"):
-        if name in args.runs:
+    if out.is_file() and all(json.loads(out.read_text()).get(key) == result[key] for key in result):
+        result = json.loads(out.read_text())  # runs of the same setting done earlier (e.g. --runs rate) stay
+    for name in ("rate", "sac_scratch", "sac_from_data"):
+        if name not in args.runs:
+            continue
+        started = time.perf_counter()
+        if name == "rate":
+            run_rate(runs / name, steps, args, result)
+        else:
             result[name] = run_sac(runs / name, steps, args, from_data=name == "sac_from_data")
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    write_result(result, out)
+        spent = result.setdefault("run_seconds", {})  # of the calls that finished the run (a cut call's are lost)
+        spent[name] = round(spent.get(name, 0.0) + time.perf_counter() - started, 1)
+        write_result(result, out)
 
 
 if __name__ == "__main__":
