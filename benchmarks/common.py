@@ -1,11 +1,14 @@
-"""Helpers shared by the benchmark scripts: where results go, what machine measured them, atomic JSON writes."""
+"""Helpers shared by the benchmark scripts: where results go, what machine measured them, atomic JSON writes, and
+what the dataset builders record (progress files, the code's commit, checkpoints' SHA-256)."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +76,44 @@ def write_result(result: dict, out: Path) -> None:
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(out)
     print(json.dumps(result))
+
+
+def read_json(path: Path, default: dict) -> dict:
+    """
+    The JSON object in ``path``, or ``default`` when there is no such file (a builder's first run).
+
+    :param path: A JSON file written by :func:`write_json`.
+    :param default: What a missing file stands for.
+    """
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+def write_json(path: Path, data: dict) -> None:
+    """
+    Write ``data`` to ``path`` through a temporary file, so that a cut run never leaves it half-written.
+
+    :param path: The JSON file.
+    :param data: A JSON-serialisable object.
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    temporary.replace(path)
+
+
+def git_commit() -> str:
+    """The commit of the benchmark code (``unknown`` outside a git checkout)."""
+    command = ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"]
+    return subprocess.run(command, capture_output=True, text=True).stdout.strip() or "unknown"
+
+
+def sha256(path: Path) -> str:
+    """
+    The SHA-256 of a file, read a megabyte at a time.
+
+    :param path: The file, e.g. a checkpoint that generated a dataset.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

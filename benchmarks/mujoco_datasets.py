@@ -18,15 +18,13 @@ exist are not written again. State and wall time are in ``benchmarks/data/mujoco
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch as th
+from common import git_commit, read_json, sha256, write_json
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -53,23 +51,11 @@ QUICK = dict(expert_steps=3_000, eval_every=1_000, transitions=2_000, learning_s
 
 
 def load_progress(directory: Path) -> dict:
-    path = directory / "progress.json"
-    return json.loads(path.read_text()) if path.is_file() else {"evaluations": [], "train_seconds": 0.0}
+    return read_json(directory / "progress.json", {"evaluations": [], "train_seconds": 0.0})
 
 
 def save_progress(directory: Path, progress: dict) -> None:
-    temporary = directory / "progress.json.tmp"
-    temporary.write_text(json.dumps(progress, indent=2) + "\n")
-    temporary.replace(directory / "progress.json")
-
-
-def git_commit() -> str:
-    command = ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"]
-    return subprocess.run(command, capture_output=True, text=True).stdout.strip() or "unknown"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    write_json(directory / "progress.json", progress)
 
 
 def load_or_create_agent(directory: Path, env_id: str, args: argparse.Namespace) -> SAC:

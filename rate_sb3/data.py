@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 
 from rate_sb3.demo_formats import load_demonstrations, load_episodes_npz, load_imitation, save_episodes
 from rate_sb3.encoders import check_spaces
@@ -81,12 +82,48 @@ def _bound_tolerance(bound: np.ndarray) -> np.ndarray:
     return 1e-6 + 1e-5 * np.abs(np.where(np.isfinite(bound), bound, 0.0))
 
 
+def _frames_mismatch(data_shape: tuple[int, ...], space: spaces.Box) -> tuple[str, str]:
+    """What differs between a dataset's frames and the env's, and how to make them agree (the problem, the fix)."""
+    env_shape = space.shape
+    problem = f"has frames of per-step shape {data_shape}, but the env (after its wrappers and frame stack) expects "
+    problem += str(env_shape)
+    fix = (
+        "Record the dataset on the env it trains on (Atari: python benchmarks/atari_datasets.py --game GAME), or give "
+        "the env the dataset's frames: in a zoo entry, frame_stack (frames per stack) and env_wrapper (AtariWrapper "
+        "makes them 84x84 grayscale)."
+    )
+    env_first = is_image_space_channels_first(space)
+    layout = "channel-first (channels, height, width)" if env_first else "channel-last (height, width, channels)"
+    if len(data_shape) != 3:
+        return f"{problem}: the env's frames are {layout} images", fix
+    moved = (env_shape[1], env_shape[2], env_shape[0]) if env_first else (env_shape[2], env_shape[0], env_shape[1])
+    if data_shape == moved:
+        order, axes = ("channel-last", "-1, 1") if env_first else ("channel-first", "1, -1")
+        return f"{problem}: the dataset's frames are {order}, the env's {layout}", (
+            f"Store the frames as the env gives them: np.moveaxis(frames, {axes}) on each episode's (T, ...) array."
+        )
+    (data_channels, *data_size), (env_channels, *env_size) = [
+        (shape[0], *shape[1:]) if env_first else (shape[2], *shape[:2]) for shape in (data_shape, env_shape)
+    ]
+    if data_size == env_size:
+        return f"{problem}: {_channels(data_channels)} in the dataset, {_channels(env_channels)} in the env", fix
+    return f"{problem}: frames of {data_size[0]}x{data_size[1]} pixels, {env_size[0]}x{env_size[1]} in the env", fix
+
+
+def _channels(n_channels: int) -> str:
+    """How ``n_channels`` stacked channels read: grayscale frames, or RGB ones when they divide by 3."""
+    rgb = f" or {n_channels // 3} stacked RGB frame{'s' if n_channels > 3 else ''}" if n_channels % 3 == 0 else ""
+    return f"{n_channels} stacked grayscale frame{'s' if n_channels > 1 else ''}{rgb}"
+
+
 def _check_field(
     values: np.ndarray, space: spaces.Space, field: str, index: int, source: str, check_bounds: bool
 ) -> None:
     def fail(problem: str, fix: str = _DIFFERENT_ENV_HINT) -> ValueError:
         return ValueError(f"{source}: episode {index} field '{field}' {problem}. {fix}")
 
+    if values.shape[1:] != space.shape and is_image_space(space, check_channels=False):
+        raise fail(*_frames_mismatch(values.shape[1:], space))
     if values.shape[1:] != space.shape:
         raise fail(f"has per-step shape {values.shape[1:]} but the space {space} expects {space.shape}")
     if not _dtype_fits(values.dtype, space):

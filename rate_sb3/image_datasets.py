@@ -8,11 +8,13 @@ frames asked for. Actions, rewards and episode ends are small and are read into 
 
 The layout mirrors our ``.npz`` format: ``observations`` (all episodes' T + 1 frames concatenated),
 ``actions``, ``rewards``, ``episode_lengths``, ``terminated``, ``truncated``, and the root attributes
-``rate_sb3_format`` and ``format_version``. h5py comes with ``pip install "rate_sb3[images]"``.
+``rate_sb3_format`` and ``format_version``, and optionally ``metadata`` (a JSON object: who made the dataset, how).
+h5py comes with ``pip install "rate_sb3[images]"``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -80,6 +82,17 @@ def load_image_dataset(path: str | os.PathLike) -> list[Episode]:
         )
         step += length
     return episodes
+
+
+def load_image_dataset_metadata(path: str | os.PathLike) -> dict:
+    """
+    The metadata stored with :meth:`ImageDatasetWriter.set_metadata` (an empty dict if there is none).
+
+    :param path: The ``.h5`` / ``.hdf5`` file.
+    :return: The metadata object.
+    """
+    text = open_for_reading(Path(path)).attrs.get("metadata")
+    return json.loads(text) if text is not None else {}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -153,6 +166,14 @@ class ImageDatasetWriter:
         self._append("truncated", np.array([episode.truncated]))
         self._append("episode_lengths", np.array([episode.length], dtype=np.int64))  # last: marks it complete
         self._file.flush()
+
+    def set_metadata(self, metadata: dict) -> None:
+        """
+        Store ``metadata`` with the file (read back by :func:`load_image_dataset_metadata`), replacing any earlier.
+
+        :param metadata: A JSON-serialisable object: how the dataset was made, by what, from what.
+        """
+        self._file.attrs["metadata"] = json.dumps(metadata)
 
     def add_all(self, episodes: Iterable[Episode]) -> None:
         for episode in episodes:

@@ -19,6 +19,7 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 from stable_baselines3.common.vec_env import VecTransposeImage
 from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
+from rate_sb3.atari_replay import build_command
 from rate_sb3.data import load_demonstrations, validate_episodes
 from rate_sb3.demonstrations import EXPERT_SPEC_KEYS
 from rate_sb3.encoders import check_spaces
@@ -243,6 +244,8 @@ def _check_demonstration_file(
         episodes = load_demonstrations(source)
     except FileNotFoundError as error:
         hint = "" if Path(source).is_absolute() else f" (relative paths start from the current directory {Path.cwd()})"
+        if build_command(source) is not None:
+            hint += f"; build the dataset with `{build_command(source)}` (from the repo root)"
         raise ZooConfigError(f"{where}: '{key}': {error}{hint}") from error
     except (ValueError, TypeError, ImportError) as error:
         raise ZooConfigError(f"{where}: '{key}': cannot load {source}: {error}") from error

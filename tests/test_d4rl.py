@@ -5,6 +5,7 @@ SAC: its replay buffers are filled by the random steps before ``learning_starts`
 import argparse
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -181,7 +182,11 @@ def test_an_interrupted_minari_write_leaves_no_dataset(minari_root, monkeypatch)
 def load_builder():
     spec = importlib.util.spec_from_file_location("mujoco_datasets", REPO / "benchmarks" / "mujoco_datasets.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(REPO / "benchmarks"))  # for its own imports (benchmarks/common.py)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
     return module
 
 
