@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 from common import RESULTS, write_result
 from mujoco_datasets import QUICK_MINARI_ROOT
-from zoo_result import EVAL_ENVS, run_rate_once
+from zoo_result import EVAL_ENVS, rate_run_file, run_rate_once
 
 from rate_sb3.d4rl import MUJOCO_ENV_IDS, dataset_id
 from rate_sb3.data import load_minari
@@ -62,7 +62,7 @@ def zoo_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
 
 def segment_reset_run(pair: str, seed: int, quick: bool) -> dict:
     """RATE's zoo model scored again with ``--reset-return-to-go-per-segment``; returns its JSON."""
-    path = RESULTS / f"mujoco_{pair}_{SEGMENT_RESET}_seed{seed}{'_quick' if quick else ''}.json"
+    path = own_run_file(pair, SEGMENT_RESET, seed, quick)
     if not path.is_file():
         command = shlex.split(zoo_run(pair, "rate", seed, quick)["evaluations"][0]["command"])
         command += ["--reset-return-to-go-per-segment"]
@@ -74,6 +74,26 @@ def segment_reset_run(pair: str, seed: int, quick: bool) -> dict:
 
 def zoo_score(result: dict) -> float:
     return result["evaluations"][0]["result"]["normalized_score"]
+
+
+def own_run_file(pair: str, algo: str, seed: int, quick: bool) -> Path:
+    """The JSON of a run this script makes itself (BC, IQL, RATE's model scored with the per-segment reset)."""
+    return RESULTS / f"mujoco_{pair}_{algo}_seed{seed}{'_quick' if quick else ''}.json"
+
+
+def run_score(pair: str, algo: str, seed: int, quick: bool) -> float:
+    """A run's normalised score, running it first unless its JSON exists."""
+    if algo == SEGMENT_RESET:
+        return segment_reset_run(pair, seed, quick)["result"]["normalized_score"]
+    if algo in ("rate", "dt"):
+        return zoo_score(zoo_run(pair, algo, seed, quick))
+    return d3rlpy_run(pair, algo, seed, quick)["normalized_score"]
+
+
+def has_run(pair: str, algo: str, seed: int, quick: bool) -> bool:
+    if algo in ("rate", "dt"):
+        return rate_run_file(pair_env_id(*split_pair(pair)), RATE_CONFIG, algo, seed, quick).is_file()
+    return own_run_file(pair, algo, seed, quick).is_file()
 
 
 def gradient_steps(pair: str, quick: bool) -> int:
@@ -122,7 +142,7 @@ def d3rlpy_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
     """BC or IQL from d3rlpy, trained for the entry's gradient steps; returns its JSON."""
     import d3rlpy
 
-    path = RESULTS / f"mujoco_{pair}_{algo}_seed{seed}{'_quick' if quick else ''}.json"
+    path = own_run_file(pair, algo, seed, quick)
     if path.is_file():
         return json.loads(path.read_text())
     d3rlpy.seed(seed)
@@ -159,6 +179,8 @@ def d3rlpy_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
 def summarise(scores: dict[str, dict[str, list[float]]]) -> dict:
     result: dict = {"pairs": {}, "average": {}}
     for pair, by_algo in scores.items():
+        if not any(by_algo.values()):
+            continue
         entry: dict = {algo: float(np.mean(values)) for algo, values in by_algo.items() if values}
         entry["sem"] = {algo: sem(values) for algo, values in by_algo.items() if values}
         entry["n_seeds"] = min(len(values) for values in by_algo.values())
@@ -168,6 +190,8 @@ def summarise(scores: dict[str, dict[str, list[float]]]) -> dict:
         if complete:
             result["average"][algo] = float(np.mean([entry[algo] for entry in complete]))
     result["average"]["pairs"] = len(complete)
+    both = [entry for entry in result["pairs"].values() if "rate" in entry and "dt" in entry]
+    result["rate_at_least_dt"] = {"pairs": sum(entry["rate"] >= entry["dt"] for entry in both), "of": len(both)}
     return result
 
 
@@ -181,6 +205,7 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=[*ALGOS, SEGMENT_RESET], choices=[*ALGOS, SEGMENT_RESET])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="hopper-medium from mujoco_datasets.py --quick, 1 seed")
+    parser.add_argument("--summary-only", action="store_true", help="summarise the runs done, run nothing")
     args = parser.parse_args()
     if args.quick:
         args.pairs, args.seeds = ["hopper-medium"], [0]
@@ -194,12 +219,9 @@ def main() -> None:
         scores[pair] = {algo: [] for algo in args.algos}
         for seed in args.seeds:
             for algo in args.algos:
-                if algo == SEGMENT_RESET:
-                    score = segment_reset_run(pair, seed, args.quick)["result"]["normalized_score"]
-                elif algo in ("rate", "dt"):
-                    score = zoo_score(zoo_run(pair, algo, seed, args.quick))
-                else:
-                    score = d3rlpy_run(pair, algo, seed, args.quick)["normalized_score"]
+                if args.summary_only and not has_run(pair, algo, seed, args.quick):
+                    continue
+                score = run_score(pair, algo, seed, args.quick)
                 scores[pair][algo].append(score)
                 print(f"{pair} {algo} seed {seed}: {score:.1f}", flush=True)
     write_result(summarise(scores), RESULTS / f"mujoco_offline{'_quick' if args.quick else ''}.json")
