@@ -3,6 +3,7 @@
     python benchmarks/mujoco_offline.py                          # 9 pairs x 4 algorithms x 3 seeds: days on 2 cores
     python benchmarks/mujoco_offline.py --pairs hopper-medium --seeds 0   # one pair, one seed
     python benchmarks/mujoco_offline.py --quick                  # tiny datasets made on the fly, minutes
+    python benchmarks/mujoco_offline.py --summary-only           # the summary of the runs done so far
 
 The datasets are ``benchmarks/mujoco_datasets.py``'s (build them first). RATE and DT are the zoo entries
 ``rate_sb3/<pair>-v0`` of ``hyperparams/rate.yml``, trained and scored by ``benchmarks/zoo_result.py`` (DT:
