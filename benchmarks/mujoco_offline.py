@@ -8,7 +8,8 @@
 The datasets are ``benchmarks/mujoco_datasets.py``'s (build them first). RATE and DT are the zoo entries
 ``rate_sb3/<pair>-v0`` of ``hyperparams/rate.yml``, trained and scored by ``benchmarks/zoo_result.py`` (DT:
 ``--mode dt``, the same entry as one long segment without memory) over 50 seeded episodes. BC and IQL are d3rlpy's
-(``pip install "rate_sb3[mujoco]"``), with d3rlpy's defaults (IQL with its MuJoCo reward scaling) and the entry's
+(``pip install "rate_sb3[mujoco]"``), with d3rlpy's defaults (IQL with its MuJoCo reward scaling), observations
+standardised by the dataset's statistics as RATE's and DT's are, and the entry's
 number of gradient steps, scored by ``rate_sb3.evaluate.evaluate`` over the same 50 seeded episodes with the mean
 action. Every run keeps its own JSON in ``benchmarks/results/`` and is not run again, so a cut benchmark resumes.
 Writes ``benchmarks/results/mujoco_offline.json``: per pair the mean normalised score of each algorithm over the
@@ -123,10 +124,11 @@ def d3rlpy_dataset(pair: str):
 def make_d3rlpy_algo(algo: str):
     import d3rlpy
 
+    observations = d3rlpy.preprocessing.StandardObservationScaler()  # fitted to the dataset, as RATE's and DT's
     if algo == "bc":
-        return d3rlpy.algos.BCConfig().create(device="cpu:0")
-    scaler = d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0)  # d3rlpy's IQL setting for MuJoCo
-    return d3rlpy.algos.IQLConfig(reward_scaler=scaler).create(device="cpu:0")
+        return d3rlpy.algos.BCConfig(observation_scaler=observations).create(device="cpu:0")
+    rewards = d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0)  # d3rlpy's IQL setting for MuJoCo
+    return d3rlpy.algos.IQLConfig(observation_scaler=observations, reward_scaler=rewards).create(device="cpu:0")
 
 
 class D3rlpyAgent:
