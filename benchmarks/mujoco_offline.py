@@ -195,6 +195,8 @@ def summarise(scores: dict[str, dict[str, list[float]]]) -> dict:
     result["average"]["pairs"] = len(complete)
     both = [entry for entry in result["pairs"].values() if "rate" in entry and "dt" in entry]
     result["rate_at_least_dt"] = {"pairs": sum(entry["rate"] >= entry["dt"] for entry in both), "of": len(both)}
+    if both:  # the comparison, over every pair where both ran
+        result["average_rate_dt"] = {algo: float(np.mean([entry[algo] for entry in both])) for algo in ("rate", "dt")}
     return result
 
 
