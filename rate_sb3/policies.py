@@ -131,7 +131,7 @@ class RATEPolicy(BasePolicy):
 
     @property
     def observation_statistics_set(self) -> bool:
-        return bool(self.observation_encoder.statistics_set) if self.standardize_observations else False
+        return self.standardize_observations and bool(self.observation_encoder.statistics_set)
 
     def set_observation_statistics(self, mean: np.ndarray, std: np.ndarray) -> None:
         """The mean and standard deviation (per observation dimension) that observations are standardised with."""

@@ -244,8 +244,9 @@ def _check_demonstration_file(
         episodes = load_demonstrations(source)
     except FileNotFoundError as error:
         hint = "" if Path(source).is_absolute() else f" (relative paths start from the current directory {Path.cwd()})"
-        if build_command(source) is not None:
-            hint += f"; build the dataset with `{build_command(source)}` (from the repo root)"
+        command = build_command(source)
+        if command is not None:
+            hint += f"; build the dataset with `{command}` (from the repo root)"
         raise ZooConfigError(f"{where}: '{key}': {error}{hint}") from error
     except (ValueError, TypeError, ImportError) as error:
         raise ZooConfigError(f"{where}: '{key}': cannot load {source}: {error}") from error
