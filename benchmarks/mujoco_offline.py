@@ -48,6 +48,18 @@ PAIRS = tuple(f"{name}-{kind}" for name in MUJOCO_ENV_IDS for kind in KINDS)
 ALGOS = ("rate", "dt", "bc", "iql")
 SEGMENT_RESET = "rate_segment_reset"  # RATE's model scored with the return-to-go reset at every segment (the paper's)
 EVAL_EPISODES = 50
+# The paper's Table 3 (RATE, DT), on D4RL's datasets: the column beside ours in the markdown table
+PAPER_SCORES = {
+    "halfcheetah-medium": (43.5, 42.6),
+    "halfcheetah-medium-replay": (39.0, 36.6),
+    "halfcheetah-medium-expert": (87.4, 86.8),
+    "hopper-medium": (77.4, 67.6),
+    "hopper-medium-replay": (83.7, 82.7),
+    "hopper-medium-expert": (112.5, 107.6),
+    "walker2d-medium": (80.7, 74.0),
+    "walker2d-medium-replay": (73.7, 66.6),
+    "walker2d-medium-expert": (108.7, 108.1),
+}
 QUICK_STEPS = 64  # zoo_result.py's --quick budget, used by BC and IQL too
 
 
@@ -186,7 +198,7 @@ def summarise(scores: dict[str, dict[str, list[float]]]) -> dict:
             continue
         entry: dict = {algo: float(np.mean(values)) for algo, values in by_algo.items() if values}
         entry["sem"] = {algo: sem(values) for algo, values in by_algo.items() if values}
-        entry["n_seeds"] = min(len(values) for values in by_algo.values())
+        entry["n_seeds"] = min(len(values) for values in by_algo.values() if values)  # of those that ran
         result["pairs"][pair] = entry
     complete = [entry for entry in result["pairs"].values() if all(algo in entry for algo in ALGOS)]
     for algo in ALGOS:
@@ -200,6 +212,29 @@ def summarise(scores: dict[str, dict[str, list[float]]]) -> dict:
     return result
 
 
+def markdown_table(summary: dict) -> str:
+    """The summary as RESULTS shows it: mean (+- sem where several seeds ran) per pair, the paper's beside."""
+    columns = ["rate", SEGMENT_RESET, "dt", "bc", "iql"]
+    lines = [
+        "| pair | RATE | RATE, reset every segment | DT | BC | IQL | seeds | paper RATE / DT |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for pair, entry in summary["pairs"].items():
+        cells = [format_score(entry.get(algo), entry["sem"].get(algo)) for algo in columns]
+        paper = " / ".join(map(str, PAPER_SCORES[pair]))
+        lines.append(f"| {pair} | {' | '.join(cells)} | {entry['n_seeds']} | {paper} |")
+    average = summary["average"]
+    cells = [format_score(average.get(algo), None) for algo in columns]
+    lines.append(f"| average ({average['pairs']} pairs) | {' | '.join(cells)} | | |")
+    return "\n".join(lines)
+
+
+def format_score(mean: float | None, error: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.1f}" if error is None else f"{mean:.1f} +- {error:.1f}"
+
+
 def sem(values: list[float]) -> float | None:
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
 
@@ -211,6 +246,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="hopper-medium from mujoco_datasets.py --quick, 1 seed")
     parser.add_argument("--summary-only", action="store_true", help="summarise the runs done, run nothing")
+    parser.add_argument("--table", action="store_true", help="print the summary as a markdown table too")
     args = parser.parse_args()
     if args.quick:
         args.pairs, args.seeds = ["hopper-medium"], [0]
@@ -229,7 +265,10 @@ def main() -> None:
                 score = run_score(pair, algo, seed, args.quick)
                 scores[pair][algo].append(score)
                 print(f"{pair} {algo} seed {seed}: {score:.1f}", flush=True)
-    write_result(summarise(scores), RESULTS / f"mujoco_offline{'_quick' if args.quick else ''}.json")
+    summary = summarise(scores)
+    if args.table:
+        print(markdown_table(summary))
+    write_result(summary, RESULTS / f"mujoco_offline{'_quick' if args.quick else ''}.json")
 
 
 if __name__ == "__main__":

@@ -179,8 +179,8 @@ def test_an_interrupted_minari_write_leaves_no_dataset(minari_root, monkeypatch)
     assert list(minari_root.iterdir()) == []
 
 
-def load_builder():
-    spec = importlib.util.spec_from_file_location("mujoco_datasets", REPO / "benchmarks" / "mujoco_datasets.py")
+def load_benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(REPO / "benchmarks"))  # for its own imports (benchmarks/common.py)
     try:
@@ -191,7 +191,7 @@ def load_builder():
 
 
 def test_builder_writes_the_four_datasets_from_its_checkpoints(minari_root, tmp_path):
-    builder = load_builder()
+    builder = load_benchmark("mujoco_datasets")
     model = sac_with_random_steps("Hopper-v5", 300)
     model.save(tmp_path / "sac_latest.zip")
     model.save(tmp_path / "sac_medium.zip")
@@ -219,6 +219,24 @@ def test_builder_writes_the_four_datasets_from_its_checkpoints(minari_root, tmp_
     metadata = minari.load_dataset(dataset_id("hopper", "expert")).storage.metadata
     assert "sac_latest.zip (sha256 " in metadata["description"]
     builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args, kinds)  # exists: left as it is
+
+
+def test_offline_summary_compares_rate_with_dt_per_pair_and_prints_the_table():
+    offline = load_benchmark("mujoco_offline")
+    scores = {
+        "hopper-medium": {"rate": [30.0, 40.0], "dt": [20.0, 30.0], "bc": [10.0, 10.0], "iql": [5.0, 7.0]},
+        "walker2d-medium": {"rate": [10.0], "dt": [12.0], "bc": [], "iql": []},
+    }
+    summary = offline.summarise(scores)
+    hopper = summary["pairs"]["hopper-medium"]
+    assert hopper["rate"] == 35.0 and hopper["sem"]["rate"] == pytest.approx(5.0) and hopper["n_seeds"] == 2
+    assert summary["average"] == {"rate": 35.0, "dt": 25.0, "bc": 10.0, "iql": 6.0, "pairs": 1}
+    assert summary["rate_at_least_dt"] == {"pairs": 1, "of": 2}
+    assert summary["average_rate_dt"] == {"rate": 22.5, "dt": 18.5}
+    table = offline.markdown_table(summary).splitlines()
+    assert table[2] == "| hopper-medium | 35.0 +- 5.0 | - | 25.0 +- 5.0 | 10.0 +- 0.0 | 6.0 +- 1.0 | 2 | 77.4 / 67.6 |"
+    assert table[3] == "| walker2d-medium | 10.0 | - | 12.0 | - | - | 1 | 80.7 / 74.0 |"
+    assert table[-1].startswith("| average (1 pairs) | 35.0 | - | 25.0 | 10.0 | 6.0 |")
 
 
 def test_rate_pretrains_on_a_hopper_dataset_and_is_scored_normalised(minari_root, tmp_path):
