@@ -4,6 +4,7 @@ predict against the training forward, the zoo and rate_sb3.evaluate (a few hundr
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -81,6 +82,32 @@ def test_atari_ids_without_ale_py_say_how_to_install_it(monkeypatch: pytest.Monk
         make_env("ALE/NotRegistered-v5")
     with pytest.raises(ZooConfigError, match=r"--env ALE/NotRegistered-v5: .*pip install 'rate_sb3\[atari\]'"):
         check_env_id("ALE/NotRegistered-v5", [])
+
+
+def test_an_ale_py_that_registers_nothing_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ale-py 0.12 beside gymnasium 1.0 (which d3rlpy pins) imports, but its registration fails silently
+    without_atari = {env_id: spec for env_id, spec in gym.registry.items() if not env_id.startswith("ALE/")}
+    without_atari = {env_id: spec for env_id, spec in without_atari.items() if "NoFrameskip" not in env_id}
+    monkeypatch.setattr(gym, "registry", without_atari)
+    with pytest.raises(ValueError, match=r"ale-py .* registered no envs with gymnasium .*pip install 'ale-py<0\.11'"):
+        make_env(PONG)
+
+
+def test_an_ale_py_too_new_for_gymnasium_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ale-py 0.11 beside gymnasium 1.0: its import fails on a name gymnasium 1.0 lacks
+    real_import = importlib.import_module
+
+    def failing_import(name, *args, **kwargs):
+        if name == "ale_py":
+            raise ImportError("cannot import name 'AutoresetMode' from 'gymnasium.vector'", name="gymnasium.vector")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(gym, "registry", {})
+    monkeypatch.setattr(importlib, "import_module", failing_import)
+    with pytest.raises(
+        ValueError, match=r"needs the package 'ale_py' \(cannot import name 'AutoresetMode'.*'ale-py<0\.11'"
+    ):
+        make_env(PONG)
 
 
 def test_make_env_registers_atari_ids_without_rl_zoo3() -> None:

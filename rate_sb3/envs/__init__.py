@@ -43,12 +43,19 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
+ALE_PY_FOR_OLD_GYMNASIUM = (
+    "ale-py 0.11 and newer need gymnasium>=1.1, and d3rlpy (of the 'mujoco' extra) pins gymnasium 1.0.0: "
+    "pip install 'ale-py<0.11', or a newer gymnasium without d3rlpy"
+)
+
+
 def register_env_id(env_id: str) -> None:
     """Import the package that registers ``env_id`` unless it is registered: minigrid for ``MiniGrid-*`` ids,
     ale-py for Atari ids (``ALE/*``, ``*NoFrameskip-v4``), rl_zoo3's envs (the NoVel envs) for any other.
 
     :param env_id: a gymnasium env id
-    :raises ValueError: when that package is not installed, with the command that installs it
+    :raises ValueError: when that package is not installed, or is installed but registers nothing, with the command
+        that installs a working one
     """
     import importlib
 
@@ -59,7 +66,17 @@ def register_env_id(env_id: str) -> None:
         importlib.import_module(module)
     except ImportError as error:
         package = module.split(".")[0]
+        if package == "ale_py" and error.name != "ale_py":  # installed, but not for this gymnasium
+            install = ALE_PY_FOR_OLD_GYMNASIUM
         raise ValueError(f"env id {env_id!r} needs the package {package!r} ({error}): {install}") from error
+    if module == "ale_py" and not any(registered.startswith("ALE/") for registered in gym.registry):
+        # some ale-py releases swallow the ImportError of their gymnasium wrappers and then register nothing
+        from importlib.metadata import version
+
+        raise ValueError(
+            f"env id {env_id!r}: ale-py {version('ale-py')} registered no envs with gymnasium {gym.__version__}: "
+            + ALE_PY_FOR_OLD_GYMNASIUM
+        )
 
 
 def _registering_module(env_id: str) -> tuple[str, str]:
