@@ -36,7 +36,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.atari_wrappers import AtariWrapper
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
-from training_speed import Rollout
+from training_speed import Rollout, median_env_steps_per_second
 
 from rate_sb3 import RATE, PrevRewardWrapper
 from rate_sb3.envs import make_env
@@ -121,17 +121,9 @@ def rollout_runners(n_envs: int, seed: int) -> dict[str, Rollout]:
 
 
 def rollouts(n_envs: int, block: int, rounds: int, seed: int) -> dict:
-    runners = rollout_runners(n_envs, seed)
-    for runner in runners.values():
-        runner.run(10)  # warm-up
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for r in range(rounds):
-        for name in list(runners)[:: 1 if r % 2 else -1]:
-            rates[name].append(n_envs * block / runners[name].run(block))
-    result: dict = {name: round(float(np.median(values)), 1) for name, values in rates.items()}
-    result = {"env_steps_per_second": result, "n_envs": n_envs, "steps_per_block": block, "rounds": rounds}
-    ppo = result["env_steps_per_second"]["ppo_cnn"]
-    result["over_ppo_cnn"] = {name: round(rate / ppo, 3) for name, rate in result["env_steps_per_second"].items()}
+    medians = median_env_steps_per_second(rollout_runners(n_envs, seed), n_envs, block, rounds, warm_up=10)
+    result: dict = {"env_steps_per_second": medians, "n_envs": n_envs, "steps_per_block": block, "rounds": rounds}
+    result["over_ppo_cnn"] = {name: round(rate / medians["ppo_cnn"], 3) for name, rate in medians.items()}
     return result
 
 

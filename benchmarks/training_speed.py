@@ -125,15 +125,24 @@ def rollouts(seed: int, n_envs: int) -> dict[str, Rollout]:
     return {"rate": Rollout(rate, rate_env), "recurrent_ppo": Rollout(lstm, lstm_env)}
 
 
+def median_env_steps_per_second(
+    runners: dict[str, Rollout], n_envs: int, block: int, rounds: int, warm_up: int
+) -> dict[str, float]:
+    """Each runner's median env steps per second over ``rounds`` blocks of ``block`` steps, the runners taking turns
+    in an order that alternates from round to round, after ``warm_up`` steps each."""
+    for runner in runners.values():
+        runner.run(warm_up)
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for r in range(rounds):
+        for name in list(runners)[:: 1 if r % 2 else -1]:
+            rates[name].append(n_envs * block / runners[name].run(block))
+    return {name: round(float(np.median(values)), 1) for name, values in rates.items()}
+
+
 def rollout_throughput(args: argparse.Namespace, n_envs: int) -> dict:
     runners = rollouts(args.seed, n_envs)
-    for runner in runners.values():
-        runner.run(20)  # warm-up
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for r in range(args.rollout_rounds):
-        for name in list(runners)[:: 1 if r % 2 else -1]:
-            rates[name].append(n_envs * args.block / runners[name].run(args.block))
-    result = {name: {"env_steps_per_second": round(float(np.median(v)), 1)} for name, v in rates.items()}
+    medians = median_env_steps_per_second(runners, n_envs, args.block, args.rollout_rounds, warm_up=20)
+    result = {name: {"env_steps_per_second": rate} for name, rate in medians.items()}
     result["rate_over_recurrent_ppo"] = round(
         result["rate"]["env_steps_per_second"] / result["recurrent_ppo"]["env_steps_per_second"], 3
     )
