@@ -8,8 +8,10 @@ the budget, the evaluations, the zoo's own last evaluation (EvalCallback) and th
 few steps (``..._quick.json``): a smoke run, not a result; ``--quick --max-episode-steps N`` also cuts every episode
 (demonstrations, training env, evaluation) at N steps, for envs whose episodes are long (Memory Maze: 1,000).
 ``--conf-file`` trains another config's entry (its stem then joins the name, e.g.
-``zoo_MiniGrid-MemoryS7-v0_rate_rate_pixels_seed0.json``) and ``--mode dt`` runs a RATE entry as a Decision
-Transformer on the same data and budget (``..._dt_seed0.json``).
+``zoo_MiniGrid-MemoryS7-v0_rate_rate_pixels_seed0.json``), ``--mode dt`` runs a RATE entry as a Decision
+Transformer on the same data and budget (``..._dt_seed0.json``), and ``--params KEY:VALUE ...`` changes other
+hyperparameters of the entry (rl_zoo3's ``-params``; each joins the name, e.g. ``--params burn_in_segments:0``
+writes ``..._burn_in_segments0_seed0.json``).
 
 RATE models are scored by the ``python -m rate_sb3.evaluate`` command recorded in the JSON. RecurrentPPO models
 cannot be loaded by that command (it loads RATE), so they are scored in this process by the same
@@ -26,8 +28,10 @@ script does not do it.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -77,12 +81,32 @@ def train_command(args: argparse.Namespace, entry: dict[str, Any], log_folder: P
     return command + hyperparams(args, entry)
 
 
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """``--params KEY:VALUE ...`` as a dict of Python literals whose keys and values can join a file name."""
+    params = {}
+    for item in items:
+        key, _, text = item.partition(":")
+        try:
+            value = ast.literal_eval(text)
+            valid = re.fullmatch(r"[a-z_]+", key) and re.fullmatch(r"[\w.+-]+", str(value))
+        except (ValueError, SyntaxError):
+            valid = False
+        if not valid:
+            raise SystemExit(f"error: --params {item!r}: expected KEY:VALUE with a number, True/False or a quoted word")
+        if key == "mode":
+            raise SystemExit("error: --params mode:... is --mode; pass --mode instead")
+        params[key] = value
+    return params
+
+
 def hyperparams(args: argparse.Namespace, entry: dict[str, Any]) -> list[str]:
-    """One ``-params`` flag (rl_zoo3 keeps the last): ``--mode``, and for a smoke run a few pretraining steps
-    and demonstrations, which are not cached."""
+    """One ``-params`` flag (rl_zoo3 keeps the last): ``--params``, ``--mode``, and for a smoke run a few
+    pretraining steps and demonstrations, which are not cached."""
     from rate_sb3.zoo import store_dict_items
 
-    params: dict[str, Any] = {"mode": args.mode} if args.mode else {}
+    params = parse_params(args.params)
+    if args.mode:
+        params["mode"] = args.mode
     if not args.quick:
         return ["-params", *store_dict_items(params, "--mode", "-params")] if params else []
     if args.max_episode_steps:
@@ -96,7 +120,8 @@ def hyperparams(args: argparse.Namespace, entry: dict[str, Any]) -> list[str]:
 
 
 def result_name(args: argparse.Namespace) -> str:
-    """``zoo_<env>_<algo>[_<config>][_<mode>]_seed<S>[_quick]``: the config named where it is not the algo's own."""
+    """``zoo_<env>_<algo>[_<config>][_<mode>][_<key><value>...]_seed<S>[_quick]``: the config named where it is
+    not the algo's own, one part per ``--params`` item."""
     config = config_path(args).stem
     parts = [
         "zoo",
@@ -104,6 +129,7 @@ def result_name(args: argparse.Namespace) -> str:
         args.algo,
         *([config] if config != args.algo else []),
         *filter(None, [args.mode]),
+        *(f"{key}{value}" for key, value in parse_params(args.params).items()),
     ]
     return "_".join(parts) + f"_seed{args.seed}" + ("_quick" if args.quick else "")
 
@@ -113,7 +139,7 @@ def rate_run_file(env: str, conf_file: Path, mode: str | None, seed: int, quick:
     entry's own mode)."""
     own_mode = mode in (None, "rate")
     run = argparse.Namespace(env=env, algo="rate", conf_file=conf_file, mode=None if own_mode else mode, seed=seed)
-    run.quick = quick
+    run.quick, run.params = quick, []
     return RESULTS / f"{result_name(run)}.json"
 
 
@@ -257,6 +283,7 @@ def main() -> None:
     parser.add_argument("--algo", required=True, choices=ALGOS)
     parser.add_argument("--conf-file", type=Path, default=None, help="default: hyperparams/ALGO.yml")
     parser.add_argument("--mode", default=None, help="RATE's mode for this run (e.g. dt), over the entry's")
+    parser.add_argument("--params", nargs="+", default=[], metavar="KEY:VALUE", help="over the entry's (-params)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES, help="episodes of the final score")
     parser.add_argument("--quick", action="store_true", help="smoke run: a few steps, 10 evaluation episodes")
@@ -292,6 +319,7 @@ def main() -> None:
         "n_timesteps": QUICK_TIMESTEPS if args.quick else int(entry["n_timesteps"]),
         "conf_file": shown(config_path(args)),
         "mode": args.mode or entry.get("mode", "rate"),
+        "params": parse_params(args.params),
         "online": entry.get("online", True),
         "n_pretrain_steps": QUICK_PRETRAIN_STEPS
         if args.quick and "n_pretrain_steps" in entry

@@ -65,3 +65,31 @@ def test_cut_episodes_are_for_smoke_runs_only(tmp_path):
     )  # fmt: skip
     assert completed.returncode != 0 and "cuts the episodes of a smoke run: use it with --quick" in completed.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_params_change_the_entry_and_are_kept_with_the_result(tmp_path):
+    from rate_sb3 import RATE
+
+    out = tmp_path / "result.json"
+    completed = run_script(
+        "--env", "TMaze-v0", "--algo", "rate", "--quick", "--params", "burn_in_segments:0",
+        "--log-folder", str(tmp_path / "logs"), "--out", str(out),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["params"] == {"burn_in_segments": 0}
+    train = shlex.split(result["train_command"])
+    assert "burn_in_segments:0" in train[train.index("-params") :]
+    model = RATE.load(Path(result["run_folder"]) / "TMaze-v0.zip")
+    assert model.burn_in_segments == 0  # the entry leaves RATE's default, 2
+
+
+def test_params_that_cannot_be_passed_are_refused_before_training(tmp_path):
+    for items, message in [
+        (["burn_in_segments"], "--params 'burn_in_segments': expected KEY:VALUE"),
+        (["burn_in_segments:two"], "--params 'burn_in_segments:two': expected KEY:VALUE"),
+        (["mode:'dt'"], "pass --mode instead"),
+    ]:
+        completed = run_script("--env", "TMaze-v0", "--algo", "rate", "--log-folder", str(tmp_path), "--params", *items)
+        assert completed.returncode != 0 and message in completed.stderr
+        assert not any(tmp_path.iterdir())
