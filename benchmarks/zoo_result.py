@@ -229,11 +229,11 @@ def evaluate_recurrent_ppo(run: Path, env_id: str, env_kwargs: dict[str, Any], e
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from rate_sb3.envs import make_env
-    from rate_sb3.evaluate import evaluate, resolve_env_wrappers, zoo_env_wrappers
+    from rate_sb3.evaluate import evaluate, resolve_env_wrappers, zoo_config
 
     constants = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
     model = RecurrentPPO.load(run / f"{zoo_env_name(env_id)}.zip", device="cpu", custom_objects=constants)
-    wrappers = zoo_env_wrappers(run / f"{zoo_env_name(env_id)}.zip", env_id)
+    wrappers = zoo_config(run / f"{zoo_env_name(env_id)}.zip", env_id).get("env_wrapper")
     agent: Any = model
     statistics = run / zoo_env_name(env_id) / "vecnormalize.pkl"
     if statistics.is_file():

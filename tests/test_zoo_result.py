@@ -93,3 +93,17 @@ def test_params_that_cannot_be_passed_are_refused_before_training(tmp_path):
         completed = run_script("--env", "TMaze-v0", "--algo", "rate", "--log-folder", str(tmp_path), "--params", *items)
         assert completed.returncode != 0 and message in completed.stderr
         assert not any(tmp_path.iterdir())
+
+
+def test_recurrent_ppo_quick_run_is_scored_through_its_normalisation(tmp_path):
+    out = tmp_path / "result.json"
+    completed = run_script(
+        "--env", "CartPoleNoVel-v1", "--algo", "ppo_lstm", "--quick", "--log-folder", str(tmp_path / "logs"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (evaluation,) = json.loads(out.read_text())["evaluations"]
+    assert evaluation["normalized"] is True  # the entry has normalize: true
+    score = evaluation["result"]
+    assert score["env"] == "CartPoleNoVel-v1" and score["episodes"] == 10
+    assert 1 <= score["mean_length"] <= 500 and score["mean_return"] == score["mean_length"]  # +1 a step
