@@ -55,7 +55,7 @@ FULL = [
     *online_seeds("--task", "tmaze", baseline=False),
     *online_seeds("--task", "tmaze", "--gradient-steps", "50"),
     ["online_finetune.py", "--task", "tmaze-scratch", "--skip-baseline"],
-    ["online_finetune.py", "--task", "cartpole"],
+    *online_seeds("--task", "cartpole"),
     *online_seeds("--task", "cartpole-scratch"),
     ["online_finetune.py", "--task", "cartpole-scratch", "--no-critic", "--gradient-steps", "20"],
     ["minigrid_memory.py"],
