@@ -25,6 +25,8 @@ def online_finetune():
 SKIP = "--skip-baseline"
 STORED_RUNS = {
     "online_cartpole_seed0.json": "--task cartpole",
+    "online_cartpole_seed1.json": f"--task cartpole --seed 1 {SKIP}",
+    "online_cartpole_seed2.json": f"--task cartpole --seed 2 {SKIP}",
     "online_cartpole-scratch_seed0.json": "--task cartpole-scratch",
     "online_cartpole-scratch_seed1.json": f"--task cartpole-scratch --seed 1 {SKIP}",
     "online_cartpole-scratch_seed2.json": f"--task cartpole-scratch --seed 2 {SKIP}",
