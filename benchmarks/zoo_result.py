@@ -104,11 +104,11 @@ def hyperparams(args: argparse.Namespace, entry: dict[str, Any]) -> list[str]:
     pretraining steps and demonstrations, which are not cached."""
     from rate_sb3.zoo import store_dict_items
 
-    params = parse_params(args.params)
+    params = dict(args.params)
     if args.mode:
         params["mode"] = args.mode
     if not args.quick:
-        return ["-params", *store_dict_items(params, "--mode", "-params")] if params else []
+        return ["-params", *store_dict_items(params, "--params and --mode", "-params")] if params else []
     if args.max_episode_steps:
         params["env_kwargs"] = env_kwargs(args, entry)
     if "n_pretrain_steps" in entry:
@@ -129,7 +129,7 @@ def result_name(args: argparse.Namespace) -> str:
         args.algo,
         *([config] if config != args.algo else []),
         *filter(None, [args.mode]),
-        *(f"{key}{value}" for key, value in parse_params(args.params).items()),
+        *(f"{key}{value}" for key, value in args.params.items()),
     ]
     return "_".join(parts) + f"_seed{args.seed}" + ("_quick" if args.quick else "")
 
@@ -139,7 +139,7 @@ def rate_run_file(env: str, conf_file: Path, mode: str | None, seed: int, quick:
     entry's own mode)."""
     own_mode = mode in (None, "rate")
     run = argparse.Namespace(env=env, algo="rate", conf_file=conf_file, mode=None if own_mode else mode, seed=seed)
-    run.quick, run.params = quick, []
+    run.quick, run.params = quick, {}
     return RESULTS / f"{result_name(run)}.json"
 
 
@@ -292,6 +292,7 @@ def main() -> None:
     parser.add_argument("--log-folder", type=Path, default=None, help="default: benchmarks/runs/<name>")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    args.params = parse_params(args.params)
     if args.mode and args.algo != "rate":
         parser.error("--mode is RATE's (rate, dt, rmt, trxl): use it with --algo rate")
     if args.max_episode_steps is not None and (not args.quick or args.max_episode_steps < 1):
@@ -319,7 +320,7 @@ def main() -> None:
         "n_timesteps": QUICK_TIMESTEPS if args.quick else int(entry["n_timesteps"]),
         "conf_file": shown(config_path(args)),
         "mode": args.mode or entry.get("mode", "rate"),
-        "params": parse_params(args.params),
+        "params": args.params,
         "online": entry.get("online", True),
         "n_pretrain_steps": QUICK_PRETRAIN_STEPS
         if args.quick and "n_pretrain_steps" in entry
