@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -104,13 +105,14 @@ class ImageDatasetWriter:
     """
     Write episodes one at a time to a compressed HDF5 file, never holding more than one block of frames.
 
-    The file is written as ``<path>.partial`` and renamed to ``path`` by :meth:`close`, so ``path`` is
+    The file is written under a temporary name of its own (so that runs writing the same cache at once do not
+    collide: the last to finish replaces the file) and renamed to ``path`` by :meth:`close`, so ``path`` is
     never half-written. Use it as a context manager (an exception discards the partial file), or call
     :meth:`add` and then :meth:`close`.
 
     :param path: Destination ``.h5`` / ``.hdf5`` file; parent directories are created.
-    :param resume: Continue a ``.partial`` file left by an interrupted writer (its complete episodes are
-        kept; :attr:`n_episodes` says how many) instead of starting over.
+    :param resume: Write to ``<path>.partial`` and continue the one an interrupted resumable writer left
+        there (its complete episodes are kept; :attr:`n_episodes` says how many) instead of starting over.
     :param compression_level: gzip level of the observations (0-9).
     """
 
@@ -120,7 +122,12 @@ class ImageDatasetWriter:
         if not is_image_dataset_path(self.path):
             raise ValueError(f"image dataset path {self.path} must end in one of {IMAGE_DATASET_SUFFIXES}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partial_path = self.path.with_name(self.path.name + ".partial")
+        if resume:
+            self.partial_path = self.path.with_name(self.path.name + ".partial")
+        else:
+            descriptor, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
+            os.close(descriptor)
+            self.partial_path = Path(name)
         self.compression_level = compression_level
         self._file = None
         if resume and self.partial_path.is_file():

@@ -162,10 +162,23 @@ def test_an_interrupted_write_leaves_nothing_at_the_path(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_two_writers_of_one_path_at_once_both_finish(tmp_path):
+    """Runs of one zoo entry started together record the same demonstrations cache at the same time."""
+    episodes = image_episodes()
+    path = tmp_path / "demos.h5"
+    first, second = ImageDatasetWriter(path), ImageDatasetWriter(path)
+    first.add_all(episodes)
+    second.add_all(episodes)
+    first.close()
+    second.close()
+    assert_same_episodes(load_demonstrations(path), episodes)
+    assert [child.name for child in tmp_path.iterdir()] == ["demos.h5"]
+
+
 def test_resume_keeps_complete_episodes_and_drops_a_half_written_one(tmp_path):
     episodes = image_episodes(lengths=(5, 40, 17, 9))
     path = tmp_path / "demos.h5"
-    writer = ImageDatasetWriter(path)
+    writer = ImageDatasetWriter(path, resume=True)
     writer.add_all(episodes[:2])
     writer._file.close()  # the process dies after two complete episodes...
     with h5py.File(writer.partial_path, "r+") as partial:  # ...in the middle of writing the third
