@@ -119,6 +119,18 @@ def hyperparams(args: argparse.Namespace, entry: dict[str, Any]) -> list[str]:
     return ["-params", *store_dict_items(params, "--quick", "-params")] if params else []
 
 
+def budget(args: argparse.Namespace, entry: dict[str, Any]) -> dict[str, Any]:
+    """What the run trained for: the entry's ``n_timesteps``, ``online`` and ``n_pretrain_steps`` under
+    ``--params``, or a smoke run's."""
+    trained = {**entry, **args.params}
+    quick_pretraining = args.quick and "n_pretrain_steps" in entry
+    return {
+        "n_timesteps": QUICK_TIMESTEPS if args.quick else int(trained["n_timesteps"]),
+        "online": trained.get("online", True),
+        "n_pretrain_steps": QUICK_PRETRAIN_STEPS if quick_pretraining else trained.get("n_pretrain_steps"),
+    }
+
+
 def result_name(args: argparse.Namespace) -> str:
     """``zoo_<env>_<algo>[_<config>][_<mode>][_<key><value>...]_seed<S>[_quick]``: the config named where it is
     not the algo's own, one part per ``--params`` item."""
@@ -147,14 +159,25 @@ def run_rate_once(
     env: str, conf_file: Path, mode: str | None, seed: int, quick: bool, extra: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Train and score RATE's entry with this script, in a subprocess, unless its JSON exists (so a benchmark made of
-    such runs resumes where it stopped); returns the JSON. ``extra``: more flags of this script."""
+    such runs resumes where it stopped); returns the JSON. ``extra``: more flags of this script.
+
+    A JSON kept for the entry's file name must have trained for the entry's budget as it is now (one kept from
+    before the entry changed is refused, not reused or overwritten)."""
     path = rate_run_file(env, conf_file, mode, seed, quick)
     if not path.is_file():
         command = [sys.executable, str(Path(__file__).resolve()), "--conf-file", str(conf_file), "--env", env]
         command += ["--algo", "rate", "--seed", str(seed), "--out", str(path), *extra]
         command += ([] if mode in (None, "rate") else ["--mode", mode]) + (["--quick"] if quick else [])
         subprocess.run(command, check=True)
-    return json.loads(path.read_text())
+    kept = json.loads(path.read_text())
+    entry_budget = budget(argparse.Namespace(quick=quick, params={}), load_entry(Path(conf_file), env))
+    kept_budget = {key: kept.get(key) for key in entry_budget}
+    if kept_budget != entry_budget:
+        raise SystemExit(
+            f"error: {path} trained for {kept_budget}, but the entry {env} of {conf_file} now trains for "
+            f"{entry_budget}: move the file aside (keep it under a name of its own) and run again to train the entry"
+        )
+    return kept
 
 
 def repo_env() -> dict[str, str]:
@@ -317,14 +340,10 @@ def main() -> None:
         "commit": started_at,
         "train_command": shlex.join(["python", *command[1:]]),
         "run_folder": shown(run),
-        "n_timesteps": QUICK_TIMESTEPS if args.quick else int(entry["n_timesteps"]),
+        **budget(args, entry),
         "conf_file": shown(config_path(args)),
         "mode": args.mode or entry.get("mode", "rate"),
         "params": args.params,
-        "online": entry.get("online", True),
-        "n_pretrain_steps": QUICK_PRETRAIN_STEPS
-        if args.quick and "n_pretrain_steps" in entry
-        else entry.get("n_pretrain_steps"),
         "evaluations": evaluations,
         "zoo_evaluation": zoo_evaluation(run),
         "train_seconds": train_seconds,

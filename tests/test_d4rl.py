@@ -3,9 +3,7 @@ Minari round trip, the builder's four datasets, RATE on Hopper from them, and th
 SAC: its replay buffers are filled by the random steps before ``learning_starts``."""
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -179,18 +177,7 @@ def test_an_interrupted_minari_write_leaves_no_dataset(minari_root, monkeypatch)
     assert list(minari_root.iterdir()) == []
 
 
-def load_benchmark(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(REPO / "benchmarks"))  # for its own imports (benchmarks/common.py)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return module
-
-
-def test_builder_writes_the_four_datasets_from_its_checkpoints(minari_root, tmp_path):
+def test_builder_writes_the_four_datasets_from_its_checkpoints(minari_root, tmp_path, load_benchmark):
     builder = load_benchmark("mujoco_datasets")
     model = sac_with_random_steps("Hopper-v5", 300)
     model.save(tmp_path / "sac_latest.zip")
@@ -221,7 +208,7 @@ def test_builder_writes_the_four_datasets_from_its_checkpoints(minari_root, tmp_
     builder.write_datasets(tmp_path, "Hopper-v5", "hopper", progress, args, kinds)  # exists: left as it is
 
 
-def test_offline_summary_compares_rate_with_dt_per_pair_and_prints_the_table():
+def test_offline_summary_compares_rate_with_dt_per_pair_and_prints_the_table(load_benchmark):
     offline = load_benchmark("mujoco_offline")
     scores = {
         "hopper-medium": {"rate": [30.0, 40.0], "dt": [20.0, 30.0], "bc": [10.0, 10.0], "iql": [5.0, 7.0]},

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,16 +73,34 @@ def test_params_change_the_entry_and_are_kept_with_the_result(tmp_path):
 
     out = tmp_path / "result.json"
     completed = run_script(
-        "--env", "TMaze-v0", "--algo", "rate", "--quick", "--params", "burn_in_segments:0",
+        "--env", "TMaze-v0", "--algo", "rate", "--quick", "--params", "burn_in_segments:0", "n_pretrain_steps:7",
         "--log-folder", str(tmp_path / "logs"), "--out", str(out),
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["params"] == {"burn_in_segments": 0}
+    assert result["params"] == {"burn_in_segments": 0, "n_pretrain_steps": 7}
     train = shlex.split(result["train_command"])
-    assert "burn_in_segments:0" in train[train.index("-params") :]
+    assert {"burn_in_segments:0", "n_pretrain_steps:7"} <= set(train[train.index("-params") :])
     model = RATE.load(Path(result["run_folder"]) / "TMaze-v0.zip")
     assert model.burn_in_segments == 0  # the entry leaves RATE's default, 2
+    assert model.n_pretrain_steps == result["n_pretrain_steps"] == 7  # the budget recorded is the one trained
+
+
+def test_a_kept_run_is_reused_only_while_the_entry_trains_for_its_budget(tmp_path, monkeypatch, load_benchmark):
+    zoo_result = load_benchmark("zoo_result")
+    monkeypatch.setattr(zoo_result, "RESULTS", tmp_path)
+    config = REPO / "hyperparams" / "rate.yml"
+    entry = yaml.safe_load(config.read_text())["TMaze-v0"]
+    path = zoo_result.rate_run_file("TMaze-v0", config, None, 0, False)
+    kept = {"n_timesteps": entry["n_timesteps"], "online": False, "n_pretrain_steps": None, "evaluations": []}
+    path.write_text(json.dumps(kept))
+    assert zoo_result.run_rate_once("TMaze-v0", config, None, 0, False) == kept  # nothing trained
+
+    older = {**kept, "n_timesteps": entry["n_timesteps"] // 2}  # kept from before the entry doubled its budget
+    path.write_text(json.dumps(older))
+    with pytest.raises(SystemExit, match=r"trained for .*'n_timesteps': \d+.* now trains for .*move the file aside"):
+        zoo_result.run_rate_once("TMaze-v0", config, None, 0, False)
+    assert json.loads(path.read_text()) == older
 
 
 def test_params_that_cannot_be_passed_are_refused_before_training(tmp_path):
