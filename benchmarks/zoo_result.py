@@ -170,7 +170,7 @@ def run_rate_once(
         command += ([] if mode in (None, "rate") else ["--mode", mode]) + (["--quick"] if quick else [])
         subprocess.run(command, check=True)
     kept = json.loads(path.read_text())
-    entry_budget = budget(argparse.Namespace(quick=quick, params={}), load_entry(Path(conf_file), env))
+    entry_budget = budget(argparse.Namespace(quick=quick, params={}), load_entry(conf_file, env))
     kept_budget = {key: kept.get(key) for key in entry_budget}
     if kept_budget != entry_budget:
         raise SystemExit(
