@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts: where results go, what machine measured them, atomic JSON writes, and
-what the dataset builders record (progress files, the code's commit, checkpoints' SHA-256)."""
+what the dataset builders record (progress files, the code's commit, checkpoints' SHA-256), and d3rlpy's baselines
+on this project's episodes."""
 
 from __future__ import annotations
 
@@ -117,3 +118,45 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sem(values: list[float]) -> float | None:
+    """The standard error of the mean over seeds (None for a single one)."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+
+
+def d3rlpy_dataset(episodes: list, observations: np.ndarray | None = None, **options):
+    """
+    d3rlpy's ``MDPDataset`` of this project's episodes, every episode ended (a timeout where it was truncated).
+
+    :param episodes: :class:`rate_sb3.Episode` objects.
+    :param observations: One per step, in episode order, instead of the episodes' own (each but the last of an
+        episode), e.g. single frames that ``options``' ``transition_picker`` stacks again.
+    :param options: More arguments of ``MDPDataset``.
+    """
+    import d3rlpy
+
+    ends = np.cumsum([episode.length for episode in episodes]) - 1
+    terminals, timeouts = np.zeros(ends[-1] + 1, np.float32), np.zeros(ends[-1] + 1, np.float32)
+    terminals[ends] = [episode.terminated for episode in episodes]
+    timeouts[ends] = [not episode.terminated for episode in episodes]  # d3rlpy needs every episode to end
+    if observations is None:
+        observations = np.concatenate([episode.observations[:-1] for episode in episodes])
+    return d3rlpy.dataset.MDPDataset(
+        observations=observations,
+        actions=np.concatenate([episode.actions for episode in episodes]),
+        rewards=np.concatenate([episode.rewards for episode in episodes]),
+        terminals=terminals,
+        timeouts=timeouts,
+        **options,
+    )
+
+
+class D3rlpyAgent:
+    """A d3rlpy algorithm behind SB3's ``predict`` (the mean or argmax action), for ``rate_sb3.evaluate.evaluate``."""
+
+    def __init__(self, algo, observation_space) -> None:
+        self.algo, self.observation_space = algo, observation_space
+
+    def predict(self, observations, state=None, episode_start=None, deterministic=True):
+        return self.algo.predict(np.asarray(observations, dtype=np.float32)), state

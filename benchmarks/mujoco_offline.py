@@ -31,7 +31,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from common import RESULTS, write_result
+from common import RESULTS, D3rlpyAgent, d3rlpy_dataset, sem, write_result
 from mujoco_datasets import QUICK_MINARI_ROOT
 from zoo_result import EVAL_ENVS, rate_run_file, run_rate_once
 
@@ -116,23 +116,6 @@ def gradient_steps(pair: str, quick: bool) -> int:
     return QUICK_STEPS if quick else int(load_config(str(RATE_CONFIG))[pair_env_id(*split_pair(pair))]["n_timesteps"])
 
 
-def d3rlpy_dataset(pair: str):
-    import d3rlpy
-
-    episodes = load_minari(dataset_id(*split_pair(pair)))
-    ends = np.cumsum([episode.length for episode in episodes]) - 1
-    terminals, timeouts = np.zeros(ends[-1] + 1, np.float32), np.zeros(ends[-1] + 1, np.float32)
-    terminals[ends] = [episode.terminated for episode in episodes]
-    timeouts[ends] = [not episode.terminated for episode in episodes]  # d3rlpy needs every episode to end
-    return d3rlpy.dataset.MDPDataset(
-        observations=np.concatenate([episode.observations[:-1] for episode in episodes]),
-        actions=np.concatenate([episode.actions for episode in episodes]),
-        rewards=np.concatenate([episode.rewards for episode in episodes]),
-        terminals=terminals,
-        timeouts=timeouts,
-    )
-
-
 def make_d3rlpy_algo(algo: str):
     import d3rlpy
 
@@ -141,16 +124,6 @@ def make_d3rlpy_algo(algo: str):
         return d3rlpy.algos.BCConfig(observation_scaler=observations).create(device="cpu:0")
     rewards = d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0)  # d3rlpy's IQL setting for MuJoCo
     return d3rlpy.algos.IQLConfig(observation_scaler=observations, reward_scaler=rewards).create(device="cpu:0")
-
-
-class D3rlpyAgent:
-    """A d3rlpy algorithm behind SB3's ``predict`` (the mean action), for ``rate_sb3.evaluate.evaluate``."""
-
-    def __init__(self, algo, observation_space) -> None:
-        self.algo, self.observation_space = algo, observation_space
-
-    def predict(self, observations, state=None, episode_start=None, deterministic=True):
-        return self.algo.predict(np.asarray(observations, dtype=np.float32)), state
 
 
 def d3rlpy_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
@@ -165,7 +138,7 @@ def d3rlpy_run(pair: str, algo: str, seed: int, quick: bool) -> dict:
     model = make_d3rlpy_algo(algo)
     started = time.perf_counter()
     model.fit(
-        d3rlpy_dataset(pair),
+        d3rlpy_dataset(load_minari(dataset_id(*split_pair(pair)))),
         n_steps=steps,
         n_steps_per_epoch=steps,
         show_progress=False,
@@ -233,10 +206,6 @@ def format_score(mean: float | None, error: float | None) -> str:
     if mean is None:
         return "-"
     return f"{mean:.1f}" if error is None else f"{mean:.1f} +- {error:.1f}"
-
-
-def sem(values: list[float]) -> float | None:
-    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
 
 
 def main() -> None:
