@@ -69,6 +69,7 @@ def load_benchmark() -> Callable[[str], ModuleType]:
     def load(name: str) -> ModuleType:
         spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # where dataclasses and pickle look a module's classes up
         sys.path.insert(0, str(BENCHMARKS))  # for its own imports (benchmarks/common.py)
         try:
             spec.loader.exec_module(module)

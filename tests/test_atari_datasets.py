@@ -6,8 +6,7 @@ No test learns a game: the learner takes a few hundred steps on 100-step games (
 from __future__ import annotations
 
 import shutil
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -39,19 +38,12 @@ pytest.importorskip("ale_py", reason="pip install 'rate_sb3[atari]'")
 pytest.importorskip("cv2", reason="pip install 'rate_sb3[atari]'")
 pytest.importorskip("h5py", reason="pip install 'rate_sb3[images]'")
 
-BENCHMARKS = REPO / "benchmarks"
 FRAMES = spaces.Box(0, 255, (4, 84, 84), np.uint8)  # the env's: AtariWrapper, 4 stacked frames, channel first
 
 
 @pytest.fixture(scope="module")
-def builder() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import atari_datasets
-
-        yield atari_datasets
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def builder(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return load_benchmark("atari_datasets")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 ``run_all.py`` reruns each of them."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
-def online_finetune():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import online_finetune
-
-        yield online_finetune
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def online_finetune(load_benchmark):
+    return load_benchmark("online_finetune")
 
 
 # The command line of each stored file (RESULTS.md section 3); one seed of each setting trained the baseline.
@@ -57,8 +50,8 @@ def test_stored_files_are_named_by_the_flags_that_write_them(online_finetune, na
     assert (stored["recurrent_ppo"] is None) == args.skip_baseline
 
 
-def test_run_all_reruns_every_stored_online_file(online_finetune):
-    import run_all  # on the path while the online_finetune fixture is active
+def test_run_all_reruns_every_stored_online_file(online_finetune, load_benchmark):
+    run_all = load_benchmark("run_all")
 
     def outcome(command: list[str]) -> tuple[str, bool]:
         args = online_finetune.parse_args(command)
