@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from common import RESULTS, D3rlpyAgent, d3rlpy_dataset, sem, write_result
+from common import RESULTS, D3rlpyAgent, d3rlpy_dataset, format_score, sem, write_result
 from gymnasium import spaces
 from zoo_result import EVAL_ENVS, load_entry, rate_run_file, run_rate_once, shown
 
@@ -200,12 +200,6 @@ def markdown_table(summary: dict) -> str:
             f"| {title} | {' | '.join(raw)} | {normalized} | {entry['n_seeds']} | {entry['transitions']:,} | {paper} |"
         )
     return "\n".join(lines)
-
-
-def format_score(mean: float | None, error: float | None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.1f}" if error is None else f"{mean:.1f} +- {error:.1f}"
 
 
 def quick_setup() -> Path:

@@ -125,6 +125,13 @@ def sem(values: list[float]) -> float | None:
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
 
 
+def format_score(mean: float | None, error: float | None) -> str:
+    """A mean for a results table, with its sem where there is one (``-`` where nothing ran)."""
+    if mean is None:
+        return "-"
+    return f"{mean:.1f}" if error is None else f"{mean:.1f} +- {error:.1f}"
+
+
 def d3rlpy_dataset(episodes: list, observations: np.ndarray | None = None, **options):
     """
     d3rlpy's ``MDPDataset`` of this project's episodes, every episode ended (a timeout where it was truncated).

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from common import RESULTS, D3rlpyAgent, d3rlpy_dataset, sem, write_result
+from common import RESULTS, D3rlpyAgent, d3rlpy_dataset, format_score, sem, write_result
 from mujoco_datasets import QUICK_MINARI_ROOT
 from zoo_result import EVAL_ENVS, rate_run_file, run_rate_once
 
@@ -200,12 +200,6 @@ def markdown_table(summary: dict) -> str:
     cells = [format_score(average.get(algo), None) for algo in columns]
     lines.append(f"| average ({average['pairs']} pairs) | {' | '.join(cells)} | | |")
     return "\n".join(lines)
-
-
-def format_score(mean: float | None, error: float | None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.1f}" if error is None else f"{mean:.1f} +- {error:.1f}"
 
 
 def main() -> None:
