@@ -238,6 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
                 scores[game][model].append(score)
                 print(f"{game} {model} seed {seed}: {score:.1f}", flush=True)
     summary = summarise(scores, transitions)
+    if not summary["games"]:  # only --summary-only gets here with nothing run: no file saying nothing
+        raise SystemExit(f"error: no run of {', '.join(args.games)} exists yet; run without --summary-only")
     if args.table:
         print(markdown_table(summary))
     write_result(summary, RESULTS / f"atari_offline{'_quick' if args.quick else ''}.json")

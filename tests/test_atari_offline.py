@@ -85,3 +85,11 @@ def test_a_missing_dataset_stops_the_run_naming_the_command_that_builds_it(
     monkeypatch.setattr(offline, "REPO", tmp_path)  # where no dataset was built
     with pytest.raises(SystemExit, match=r"python benchmarks/atari_datasets.py --game breakout\b"):
         offline.main(["--games", "breakout", "--seeds", "0"])
+
+
+def test_a_summary_of_nothing_writes_no_file(offline: ModuleType, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(offline, "REPO", tmp_path)
+    monkeypatch.setattr(offline, "RESULTS", tmp_path / "results")
+    with pytest.raises(SystemExit, match="no run of pong, breakout exists yet"):
+        offline.main(["--games", "pong", "breakout", "--summary-only"])
+    assert not (tmp_path / "results").exists()
