@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch as th
-from common import RESULTS, write_result
+from common import RESULTS, read_json, write_json, write_result
 from mujoco_datasets import DATA, QUICK_MINARI_ROOT
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
@@ -42,6 +42,7 @@ CONFIG = BENCHMARKS.parent / "hyperparams" / "rate_finetune.yml"
 ENV_ID, ENV, PAIR = "rate_sb3/hopper-medium-v0", "Hopper-v5", "hopper-medium"
 ZOO_ONLY_KEYS = ("policy", "n_envs", "n_timesteps", "env_wrapper")  # the rest are RATE's constructor arguments
 EVAL_EPISODES = 50
+PRETRAINED_SCORE = "pretrained_score.json"
 
 
 def score(model, episodes: int) -> float:
@@ -82,14 +83,23 @@ def run_rate(directory: Path, steps: int, args: argparse.Namespace, result: dict
         model = RATE("RATEPolicy", ENV_ID, seed=args.seed, **rate_kwargs(args.quick))
         model.pretrain()  # learn() would too; scored first here
         model.save(directory / "pretrained.zip")
+        (directory / PRETRAINED_SCORE).unlink(missing_ok=True)  # an earlier run's
         return model
 
     env = make_vec_env(ENV_ID, wrapper_class=PrevRewardWrapper, seed=args.seed)
     run = Checkpointed(directory, lambda path: RATE.load(path, env=env), create)
-    if "pretrained" not in result:
-        result["pretrained"] = score(RATE.load(directory / "pretrained.zip"), args.episodes)
+    result["pretrained"] = pretrained_score(directory, args.episodes)
     run.learn(steps, args.chunk)
     result["finetuned"] = score(run.model, args.episodes)
+
+
+def pretrained_score(directory: Path, episodes: int) -> float:
+    """The score of the run's pretrained model, kept beside it: a resumed run is not scored again, and a results
+    file of an earlier run never stands in for a new one's."""
+    path = directory / PRETRAINED_SCORE
+    if not path.is_file():
+        write_json(path, {"normalized_score": score(RATE.load(directory / "pretrained.zip"), episodes)})
+    return read_json(path, {})["normalized_score"]
 
 
 def prefilled_sac(seed: int) -> SAC:

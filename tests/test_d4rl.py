@@ -226,6 +226,58 @@ def test_offline_summary_compares_rate_with_dt_per_pair_and_prints_the_table(loa
     assert table[-1].startswith("| average (1 pairs) | 35.0 | - | 25.0 | 10.0 | 6.0 |")
 
 
+class _CountingModel:
+    """Stands in for RATE in ``mujoco_finetune.run_rate``: its files hold its env steps."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.num_timesteps = 0
+
+    @classmethod
+    def load(cls, path, env=None) -> "_CountingModel":
+        model = cls()
+        model.num_timesteps = int(Path(path).read_text())
+        return model
+
+    def pretrain(self) -> None:
+        pass
+
+    def learn(self, steps: int, reset_num_timesteps: bool) -> None:
+        self.num_timesteps += steps
+
+    def save(self, path) -> None:
+        Path(path).write_text(str(self.num_timesteps))
+
+    def save_replay_buffer(self, path) -> None:
+        Path(path).touch()
+
+    def load_replay_buffer(self, path) -> None:
+        pass
+
+
+def test_finetune_scores_each_new_rate_run_before_and_after_and_resumes_without_rescoring(
+    load_benchmark, tmp_path, monkeypatch
+):
+    finetune = load_benchmark("mujoco_finetune")
+    scored = []
+
+    def score(model, episodes: int) -> float:
+        scored.append(model.num_timesteps)
+        return float(len(scored))
+
+    monkeypatch.setattr(finetune, "score", score)
+    monkeypatch.setattr(finetune, "RATE", _CountingModel)
+    monkeypatch.setattr(finetune, "make_vec_env", lambda *args, **kwargs: None)
+    args = argparse.Namespace(seed=0, quick=True, chunk=10, episodes=1)
+    result = {"pretrained": 23.1, "finetuned": 30.7}  # an earlier run's, kept in the results file
+    finetune.run_rate(tmp_path / "rate", 20, args, result)
+    assert scored == [0, 20] and result == {"pretrained": 1.0, "finetuned": 2.0}
+    finetune.run_rate(tmp_path / "rate", 30, args, result)  # resumed: learns on, its pretrained score is kept
+    assert scored == [0, 20, 30] and result == {"pretrained": 1.0, "finetuned": 3.0}
+    (tmp_path / "rate" / "model.zip").unlink()  # a new run in the same folder is scored anew
+    finetune.run_rate(tmp_path / "rate", 10, args, result)
+    assert scored == [0, 20, 30, 0, 10] and result == {"pretrained": 4.0, "finetuned": 5.0}
+
+
 def test_rate_pretrains_on_a_hopper_dataset_and_is_scored_normalised(minari_root, tmp_path):
     model = sac_with_random_steps("Hopper-v5", 300)
     save_minari(replay_buffer_episodes(model.replay_buffer, 300, model), "rate_sb3/hopper/medium-v0", "Hopper-v5")
