@@ -32,6 +32,7 @@ STORED_RUNS = {
     "online_tmaze_50gradsteps_seed0.json": "--task tmaze --gradient-steps 50",
     "online_tmaze_50gradsteps_seed1.json": f"--task tmaze --gradient-steps 50 --seed 1 {SKIP}",
     "online_tmaze_50gradsteps_seed2.json": f"--task tmaze --gradient-steps 50 --seed 2 {SKIP}",
+    "online_tmaze-scratch_seed0.json": f"--task tmaze-scratch {SKIP}",
 }
 
 
