@@ -42,7 +42,7 @@ CONFIG = BENCHMARKS.parent / "hyperparams" / "rate_finetune.yml"
 ENV_ID, ENV, PAIR = "rate_sb3/hopper-medium-v0", "Hopper-v5", "hopper-medium"
 ZOO_ONLY_KEYS = ("policy", "n_envs", "n_timesteps", "env_wrapper")  # the rest are RATE's constructor arguments
 EVAL_EPISODES = 50
-PRETRAINED_SCORE = "pretrained_score.json"
+PRETRAINED_SCORE, RUN_SECONDS = "pretrained_score.json", "run_seconds.json"  # kept in a run's folder
 
 
 def score(model, episodes: int) -> float:
@@ -50,7 +50,8 @@ def score(model, episodes: int) -> float:
 
 
 class Checkpointed:
-    """A model that learns ``total`` env steps in chunks, saved with its replay buffer after each."""
+    """A model that learns ``total`` env steps in chunks, saved with its replay buffer after each. A new run (no
+    ``model.zip`` yet) first drops what an earlier run in the folder kept (its pretrained score, its seconds)."""
 
     def __init__(self, directory: Path, load, create) -> None:
         self.directory = directory
@@ -59,6 +60,8 @@ class Checkpointed:
             self.model = load(directory / "model.zip")
             self.model.load_replay_buffer(directory / "replay.pkl")
         else:
+            for name in (PRETRAINED_SCORE, RUN_SECONDS):
+                (directory / name).unlink(missing_ok=True)
             self.model = create()
 
     def learn(self, total: int, chunk: int) -> None:
@@ -83,7 +86,6 @@ def run_rate(directory: Path, steps: int, args: argparse.Namespace, result: dict
         model = RATE("RATEPolicy", ENV_ID, seed=args.seed, **rate_kwargs(args.quick))
         model.pretrain()  # learn() would too; scored first here
         model.save(directory / "pretrained.zip")
-        (directory / PRETRAINED_SCORE).unlink(missing_ok=True)  # an earlier run's
         return model
 
     env = make_vec_env(ENV_ID, wrapper_class=PrevRewardWrapper, seed=args.seed)
@@ -100,6 +102,14 @@ def pretrained_score(directory: Path, episodes: int) -> float:
     if not path.is_file():
         write_json(path, {"normalized_score": score(RATE.load(directory / "pretrained.zip"), episodes)})
     return read_json(path, {})["normalized_score"]
+
+
+def add_seconds(directory: Path, seconds: float) -> float:
+    """Add a finished call's wall time to its run's (kept in the run's folder); returns the run's total."""
+    path = directory / RUN_SECONDS
+    total = round(read_json(path, {"seconds": 0.0})["seconds"] + seconds, 1)
+    write_json(path, {"seconds": total})
+    return total
 
 
 def prefilled_sac(seed: int) -> SAC:
@@ -161,8 +171,8 @@ def main() -> None:
             run_rate(runs / name, steps, args, result)
         else:
             result[name] = run_sac(runs / name, steps, args, from_data=name == "sac_from_data")
-        spent = result.setdefault("run_seconds", {})  # of the calls that finished the run (a cut call's are lost)
-        spent[name] = round(spent.get(name, 0.0) + time.perf_counter() - started, 1)
+        # of the calls that finished the run (a cut call's are lost)
+        result.setdefault("run_seconds", {})[name] = add_seconds(runs / name, time.perf_counter() - started)
         write_result(result, out)
 
 

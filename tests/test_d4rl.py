@@ -254,7 +254,7 @@ class _CountingModel:
         pass
 
 
-def test_finetune_scores_each_new_rate_run_before_and_after_and_resumes_without_rescoring(
+def test_finetune_scores_and_times_each_new_rate_run_and_resumes_without_rescoring(
     load_benchmark, tmp_path, monkeypatch
 ):
     finetune = load_benchmark("mujoco_finetune")
@@ -273,9 +273,11 @@ def test_finetune_scores_each_new_rate_run_before_and_after_and_resumes_without_
     assert scored == [0, 20] and result == {"pretrained": 1.0, "finetuned": 2.0}
     finetune.run_rate(tmp_path / "rate", 30, args, result)  # resumed: learns on, its pretrained score is kept
     assert scored == [0, 20, 30] and result == {"pretrained": 1.0, "finetuned": 3.0}
-    (tmp_path / "rate" / "model.zip").unlink()  # a new run in the same folder is scored anew
+    assert finetune.add_seconds(tmp_path / "rate", 5.0) == 5.0 and finetune.add_seconds(tmp_path / "rate", 2.0) == 7.0
+    (tmp_path / "rate" / "model.zip").unlink()  # a new run in the same folder is scored and timed anew
     finetune.run_rate(tmp_path / "rate", 10, args, result)
     assert scored == [0, 20, 30, 0, 10] and result == {"pretrained": 4.0, "finetuned": 5.0}
+    assert finetune.add_seconds(tmp_path / "rate", 1.0) == 1.0
 
 
 def test_rate_pretrains_on_a_hopper_dataset_and_is_scored_normalised(minari_root, tmp_path):
