@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, write_result
+from common import RESULTS, sem, write_result
 from zoo_result import rate_run_file, run_rate_once
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -71,8 +71,7 @@ def expert_returns(error_rate: float, n_episodes: int) -> dict:
             _, reward, terminated, truncated, _ = env.step(expert.act(env))
             total, done = total + reward, terminated or truncated
         returns.append(total)
-    sem = float(np.std(returns, ddof=1) / np.sqrt(n_episodes)) if n_episodes > 1 else None
-    return {"error_rate": error_rate, "returns": returns, "mean_return": float(np.mean(returns)), "sem": sem}
+    return {"error_rate": error_rate, "returns": returns, "mean_return": float(np.mean(returns)), "sem": sem(returns)}
 
 
 def dataset_summary(quick: bool) -> dict | None:
@@ -106,7 +105,7 @@ def main() -> None:
         result[mode] = float(np.mean(per_seed[mode]))
     result["n_seeds"] = len(seeds)
     if len(seeds) > 1:
-        result["sem"] = {mode: float(np.std(seen, ddof=1) / np.sqrt(len(seen))) for mode, seen in per_seed.items()}
+        result["sem"] = {mode: sem(seen) for mode, seen in per_seed.items()}
     result.update(per_seed=per_seed, paper=PAPER, dataset=dataset_summary(args.quick), runs=runs)
     write_result(result, RESULTS / f"memory_maze{'_quick' if args.quick else ''}.json")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-from common import RESULTS
+from common import RESULTS, sem
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -43,8 +43,8 @@ def tmaze_summary(paths: list[Path]) -> dict[str, dict[int, tuple[float, float, 
     for variant, by_length in runs.items():
         summary[variant] = {}
         for length, values in sorted(by_length.items()):
-            sem = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-            summary[variant][length] = (float(np.mean(values)), sem, len(values))
+            error = sem(values) if len(values) > 1 else 0.0
+            summary[variant][length] = (float(np.mean(values)), error, len(values))
     return summary
 
 
