@@ -99,9 +99,11 @@ def pretrained_score(directory: Path, episodes: int) -> float:
     """The score of the run's pretrained model, kept beside it: a resumed run is not scored again, and a results
     file of an earlier run never stands in for a new one's."""
     path = directory / PRETRAINED_SCORE
-    if not path.is_file():
-        write_json(path, {"normalized_score": score(RATE.load(directory / "pretrained.zip"), episodes)})
-    return read_json(path, {})["normalized_score"]
+    if path.is_file():
+        return read_json(path, {})["normalized_score"]
+    pretrained = score(RATE.load(directory / "pretrained.zip"), episodes)
+    write_json(path, {"normalized_score": pretrained})
+    return pretrained
 
 
 def add_seconds(directory: Path, seconds: float) -> float:
