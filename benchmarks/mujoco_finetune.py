@@ -9,8 +9,9 @@ with ``--conf-file``). SAC has the RL Zoo's MuJoCo hyperparameters; "from data" 
 dataset's transitions and starts learning at once. Each run learns in chunks of ``--chunk`` env steps and saves its
 model and replay buffer after each, so a cut run resumes from its last chunk. Scores are D4RL-normalised means over
 50 seeded episodes (``rate_sb3.evaluate.evaluate``, mean actions): RATE after pretraining and after fine-tuning,
-SAC at the end. Writes ``benchmarks/results/mujoco_finetune.json``:
-``{"pretrained", "finetuned", "env_steps", "sac_scratch", "sac_from_data", "run_seconds", ...}``; a call with
+SAC at the end; RATE's learning curve scores it on 10 episodes after every chunk. Writes
+``benchmarks/results/mujoco_finetune.json``: ``{"pretrained", "finetuned", "env_steps", "sac_scratch",
+"sac_from_data", "run_seconds", "rate_curve", ...}``; a call with
 ``--runs`` adds its runs to the results of earlier calls with the same setting.
 """
 
@@ -41,8 +42,8 @@ BENCHMARKS = Path(__file__).resolve().parent
 CONFIG = BENCHMARKS.parent / "hyperparams" / "rate_finetune.yml"
 ENV_ID, ENV, PAIR = "rate_sb3/hopper-medium-v0", "Hopper-v5", "hopper-medium"
 ZOO_ONLY_KEYS = ("policy", "n_envs", "n_timesteps", "env_wrapper")  # the rest are RATE's constructor arguments
-EVAL_EPISODES = 50
-PRETRAINED_SCORE, RUN_SECONDS = "pretrained_score.json", "run_seconds.json"  # kept in a run's folder
+EVAL_EPISODES, CURVE_EPISODES = 50, 10  # the curve scores RATE after every chunk, on fewer episodes
+PRETRAINED_SCORE, RUN_SECONDS, CURVE = "pretrained_score.json", "run_seconds.json", "curve.json"  # in a run's folder
 
 
 def score(model, episodes: int) -> float:
@@ -51,7 +52,7 @@ def score(model, episodes: int) -> float:
 
 class Checkpointed:
     """A model that learns ``total`` env steps in chunks, saved with its replay buffer after each. A new run (no
-    ``model.zip`` yet) first drops what an earlier run in the folder kept (its pretrained score, its seconds)."""
+    ``model.zip`` yet) first drops what an earlier run in the folder kept (its pretrained score, seconds, curve)."""
 
     def __init__(self, directory: Path, load, create) -> None:
         self.directory = directory
@@ -60,13 +61,16 @@ class Checkpointed:
             self.model = load(directory / "model.zip")
             self.model.load_replay_buffer(directory / "replay.pkl")
         else:
-            for name in (PRETRAINED_SCORE, RUN_SECONDS):
+            for name in (PRETRAINED_SCORE, RUN_SECONDS, CURVE):
                 (directory / name).unlink(missing_ok=True)
             self.model = create()
 
-    def learn(self, total: int, chunk: int) -> None:
+    def learn(self, total: int, chunk: int, after_chunk=None) -> None:
+        """Learn up to ``total`` env steps; ``after_chunk(model)`` runs after each chunk, before its checkpoint."""
         while self.model.num_timesteps < total:
             self.model.learn(min(chunk, total - self.model.num_timesteps), reset_num_timesteps=False)
+            if after_chunk is not None:
+                after_chunk(self.model)
             self.model.save(self.directory / "model.zip")
             self.model.save_replay_buffer(self.directory / "replay.pkl")
             print(f"{self.directory.name}: {self.model.num_timesteps} env steps", flush=True)
@@ -91,8 +95,17 @@ def run_rate(directory: Path, steps: int, args: argparse.Namespace, result: dict
     env = make_vec_env(ENV_ID, wrapper_class=PrevRewardWrapper, seed=args.seed)
     run = Checkpointed(directory, lambda path: RATE.load(path, env=env), create)
     result["pretrained"] = pretrained_score(directory, args.episodes)
-    run.learn(steps, args.chunk)
+    curve_path = directory / CURVE
+    curve = read_json(curve_path, {"curve": []})["curve"]
+
+    def add_curve_point(model: RATE) -> None:
+        curve[:] = [point for point in curve if point[0] < model.num_timesteps]  # a chunk redone after a cut
+        curve.append([model.num_timesteps, score(model, min(CURVE_EPISODES, args.episodes))])
+        write_json(curve_path, {"curve": curve})
+
+    run.learn(steps, args.chunk, add_curve_point)
     result["finetuned"] = score(run.model, args.episodes)
+    result["rate_curve"] = curve
 
 
 def pretrained_score(directory: Path, episodes: int) -> float:

@@ -4,6 +4,7 @@ SAC: its replay buffers are filled by the random steps before ``learning_starts`
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -270,13 +271,18 @@ def test_finetune_scores_and_times_each_new_rate_run_and_resumes_without_rescori
     args = argparse.Namespace(seed=0, quick=True, chunk=10, episodes=1)
     result = {"pretrained": 23.1, "finetuned": 30.7}  # an earlier run's, kept in the results file
     finetune.run_rate(tmp_path / "rate", 20, args, result)
-    assert scored == [0, 20] and result == {"pretrained": 1.0, "finetuned": 2.0}
+    assert scored == [0, 10, 20, 20]  # pretrained, the curve after each chunk, the final score
+    assert result == {"pretrained": 1.0, "finetuned": 4.0, "rate_curve": [[10, 2.0], [20, 3.0]]}
+    curve_file = tmp_path / "rate" / "curve.json"
+    cut = json.loads(curve_file.read_text())  # cut after scoring the chunk to 30, before its checkpoint
+    curve_file.write_text(json.dumps({"curve": cut["curve"] + [[30, 99.0]]}))
     finetune.run_rate(tmp_path / "rate", 30, args, result)  # resumed: learns on, its pretrained score is kept
-    assert scored == [0, 20, 30] and result == {"pretrained": 1.0, "finetuned": 3.0}
+    assert scored == [0, 10, 20, 20, 30, 30]
+    assert result == {"pretrained": 1.0, "finetuned": 6.0, "rate_curve": [[10, 2.0], [20, 3.0], [30, 5.0]]}
     assert finetune.add_seconds(tmp_path / "rate", 5.0) == 5.0 and finetune.add_seconds(tmp_path / "rate", 2.0) == 7.0
     (tmp_path / "rate" / "model.zip").unlink()  # a new run in the same folder is scored and timed anew
     finetune.run_rate(tmp_path / "rate", 10, args, result)
-    assert scored == [0, 20, 30, 0, 10] and result == {"pretrained": 4.0, "finetuned": 5.0}
+    assert result == {"pretrained": 7.0, "finetuned": 9.0, "rate_curve": [[10, 8.0]]}
     assert finetune.add_seconds(tmp_path / "rate", 1.0) == 1.0
 
 
@@ -337,3 +343,11 @@ def test_the_zoo_entry_of_a_pair_passes_the_checks_once_its_dataset_exists(minar
     assert prepare_train_argv(argv, REPO / "hyperparams")[-1].endswith("rate.yml")
     paper = str(REPO / "hyperparams" / "rate_paper_mujoco.yml")  # the GPU scale, checked the same way
     assert prepare_train_argv([*argv, "-conf", paper], REPO / "hyperparams")[-1] == paper
+
+
+def test_finetune_diagnosis_without_a_finetuning_run_names_the_command(load_benchmark, tmp_path, monkeypatch):
+    diagnosis = load_benchmark("mujoco_finetune_diagnosis")
+    monkeypatch.setattr(diagnosis, "RUN", tmp_path / "rate")
+    monkeypatch.setattr(sys, "argv", ["mujoco_finetune_diagnosis.py"])
+    with pytest.raises(SystemExit, match="mujoco_finetune.py --runs rate"):
+        diagnosis.main()
