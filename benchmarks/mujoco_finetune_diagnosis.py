@@ -6,19 +6,22 @@ learning rate of zero (the control: everything but the weight change).
     python benchmarks/mujoco_finetune.py --runs rate      # first: the run whose models and episodes are read
     python benchmarks/mujoco_finetune_diagnosis.py        # about 15 min on 2 cores
 
-Scores are D4RL-normalised means over ``--episodes`` seeded episodes (``rate_sb3.evaluate.evaluate``). Writes
+Scores are D4RL-normalised means over ``--episodes`` seeded episodes (``rate_sb3.evaluate.evaluate``); the
+updates are seeded too. Writes
 ``benchmarks/results/mujoco_finetune_diagnosis.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from collections import deque
 
 import torch as th
 from common import RESULTS, write_result
 from mujoco_datasets import DATA
 from mujoco_finetune import CONFIG, ENV, ENV_ID
+from stable_baselines3.common.utils import set_random_seed
 
 from rate_sb3 import RATE
 from rate_sb3.evaluate import evaluate
@@ -50,6 +53,7 @@ def scores_by_target(targets: list[float], episodes: int) -> dict:
 def after_updates(demo_fraction: float, learning_rate: float, steps: int, target: float, episodes: int) -> float:
     """The pretrained model after ``steps`` gradient steps (constant learning rate, no entropy bonus) on batches
     that draw ``demo_fraction`` of their windows from the demonstrations and the rest from the online episodes."""
+    set_random_seed(0)  # dropout; the buffer's sampling generator is restored with it
     model = RATE.load(RUN / "pretrained.zip", learning_rate=learning_rate, warmup_steps=0, lr_end_factor=1.0)
     model.load_replay_buffer(RUN / "replay.pkl")
     buffer = model.replay_buffer
@@ -66,6 +70,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     args = parser.parse_args()
     th.set_num_threads(1)
+    started = time.perf_counter()
     for name in ("pretrained.zip", "replay.pkl"):
         if not (RUN / name).is_file():
             raise SystemExit(f"{RUN / name} is missing: run `python benchmarks/mujoco_finetune.py --runs rate` first")
@@ -79,6 +84,7 @@ def main() -> None:
     for name, (demo_fraction, learning_rate) in variants.items():
         result["updates"][name] = after_updates(demo_fraction, learning_rate, args.steps, target, args.episodes)
         print(name, result["updates"][name], flush=True)
+    result["seconds"] = round(time.perf_counter() - started)
     write_result(result, RESULTS / "mujoco_finetune_diagnosis.json")
 
 
