@@ -1,7 +1,7 @@
 """Why RATE's fine-tuning on hopper-medium loses its pretrained score: the pretrained model of
-``mujoco_finetune.py``'s RATE run, scored at the returns it is asked for, then after a few gradient steps on its
-demonstrations alone, on half demonstrations and half the run's earliest online episodes, and on that mix with a
-learning rate of zero (the control: everything but the weight change).
+``mujoco_finetune.py``'s RATE run, scored at the returns it is asked for, then after a few gradient steps on batches
+of its demonstrations alone, of a tenth or a half of the run's earliest online episodes (the rest demonstrations),
+and of the half-and-half mix with a learning rate of zero (the control: everything but the weight change).
 
     python benchmarks/mujoco_finetune.py --runs rate      # first: the run whose models and episodes are read
     python benchmarks/mujoco_finetune_diagnosis.py        # about 15 min on 2 cores
@@ -79,7 +79,8 @@ def main() -> None:
     result = {"run": str(RUN.relative_to(DATA.parent.parent.parent)), "episodes": args.episodes}
     result["pretrained_by_target"] = scores_by_target([target / 2, target, explore], args.episodes)
     result["updates"] = {"steps": args.steps, "learning_rate": args.learning_rate, "target_return": target}
-    variants = {"demonstrations": (1.0, args.learning_rate), "half_online": (0.5, args.learning_rate)}
+    variants = {"demonstrations": (1.0, args.learning_rate), "tenth_online": (0.9, args.learning_rate)}
+    variants["half_online"] = (0.5, args.learning_rate)
     variants["half_online_zero_learning_rate"] = (0.5, 0.0)
     for name, (demo_fraction, learning_rate) in variants.items():
         result["updates"][name] = after_updates(demo_fraction, learning_rate, args.steps, target, args.episodes)
