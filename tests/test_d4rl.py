@@ -351,3 +351,38 @@ def test_finetune_diagnosis_without_a_finetuning_run_names_the_command(load_benc
     monkeypatch.setattr(sys, "argv", ["mujoco_finetune_diagnosis.py"])
     with pytest.raises(SystemExit, match="mujoco_finetune.py --runs rate"):
         diagnosis.main()
+
+
+def test_finetune_diagnosis_control_keeps_the_pretrained_score_and_updates_change_it(
+    load_benchmark, minari_root, tmp_path, monkeypatch
+):
+    model = sac_with_random_steps("Hopper-v5", 300)
+    save_minari(replay_buffer_episodes(model.replay_buffer, 300, model), "rate_sb3/hopper/medium-v0", "Hopper-v5")
+    rate = RATE(
+        "RATEPolicy",
+        "rate_sb3/hopper-medium-v0",
+        demonstrations="rate_sb3/hopper/medium-v0",
+        context_len=5,
+        n_segments=2,
+        d_model=16,
+        n_layers=1,
+        n_heads=1,
+        n_mem_tokens=2,
+        batch_size=4,
+        return_scale=0.01,
+        train_freq=50,
+        gradient_steps=1,
+        seed=0,
+    )
+    run = tmp_path / "rate"
+    run.mkdir()
+    rate.pretrain(2)
+    rate.save(run / "pretrained.zip")
+    rate.learn(100)  # online: episodes of the stochastic policy join the buffer
+    rate.save_replay_buffer(run / "replay.pkl")
+    assert len(rate.replay_buffer.online) > 0
+    diagnosis = load_benchmark("mujoco_finetune_diagnosis")
+    monkeypatch.setattr(diagnosis, "RUN", run)
+    pretrained = diagnosis.score(RATE.load(run / "pretrained.zip"), 100.0, 2)
+    assert diagnosis.after_updates(0.5, 0.0, 3, 100.0, 2) == pretrained
+    assert diagnosis.after_updates(0.5, 0.05, 3, 100.0, 2) != pretrained
