@@ -286,24 +286,24 @@ def test_finetune_scores_and_times_each_new_rate_run_and_resumes_without_rescori
     assert finetune.add_seconds(tmp_path / "rate", 1.0) == 1.0
 
 
-def test_rate_pretrains_on_a_hopper_dataset_and_is_scored_normalised(minari_root, tmp_path):
+def tiny_hopper_rate(**kwargs) -> RATE:
+    """A small RATE on ``rate_sb3/hopper-medium-v0``, its dataset 300 random steps of SAC (saved first)."""
     model = sac_with_random_steps("Hopper-v5", 300)
     save_minari(replay_buffer_episodes(model.replay_buffer, 300, model), "rate_sb3/hopper/medium-v0", "Hopper-v5")
-    rate = RATE(
+    architecture = dict(context_len=5, n_segments=2, d_model=16, n_layers=1, n_heads=1, n_mem_tokens=2, batch_size=4)
+    return RATE(
         "RATEPolicy",
         "rate_sb3/hopper-medium-v0",
         demonstrations="rate_sb3/hopper/medium-v0",
-        online=False,
-        context_len=5,
-        n_segments=2,
-        d_model=16,
-        n_layers=1,
-        n_heads=1,
-        n_mem_tokens=2,
-        batch_size=4,
         return_scale=0.01,
         seed=0,
+        **architecture,
+        **kwargs,
     )
+
+
+def test_rate_pretrains_on_a_hopper_dataset_and_is_scored_normalised(minari_root, tmp_path):
+    rate = tiny_hopper_rate(online=False)
     rate.pretrain(2)
     rate.save(tmp_path / "hopper_rate.zip")
     arguments = ["--model", str(tmp_path / "hopper_rate.zip"), "--env", "rate_sb3/hopper-medium-v0", "--episodes", "2"]
@@ -356,24 +356,7 @@ def test_finetune_diagnosis_without_a_finetuning_run_names_the_command(load_benc
 def test_finetune_diagnosis_control_keeps_the_pretrained_score_and_updates_change_it(
     load_benchmark, minari_root, tmp_path, monkeypatch
 ):
-    model = sac_with_random_steps("Hopper-v5", 300)
-    save_minari(replay_buffer_episodes(model.replay_buffer, 300, model), "rate_sb3/hopper/medium-v0", "Hopper-v5")
-    rate = RATE(
-        "RATEPolicy",
-        "rate_sb3/hopper-medium-v0",
-        demonstrations="rate_sb3/hopper/medium-v0",
-        context_len=5,
-        n_segments=2,
-        d_model=16,
-        n_layers=1,
-        n_heads=1,
-        n_mem_tokens=2,
-        batch_size=4,
-        return_scale=0.01,
-        train_freq=50,
-        gradient_steps=1,
-        seed=0,
-    )
+    rate = tiny_hopper_rate(train_freq=50, gradient_steps=1)
     run = tmp_path / "rate"
     run.mkdir()
     rate.pretrain(2)
