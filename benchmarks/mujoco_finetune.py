@@ -46,8 +46,8 @@ EVAL_EPISODES, CURVE_EPISODES = 50, 10  # the curve scores RATE after every chun
 PRETRAINED_SCORE, RUN_SECONDS, CURVE = "pretrained_score.json", "run_seconds.json", "curve.json"  # in a run's folder
 
 
-def score(model, episodes: int) -> float:
-    return evaluate(model, ENV, n_episodes=episodes, n_envs=10)["normalized_score"]
+def score(model, episodes: int, deterministic: bool = True) -> float:
+    return evaluate(model, ENV, n_episodes=episodes, n_envs=10, deterministic=deterministic)["normalized_score"]
 
 
 class Checkpointed:

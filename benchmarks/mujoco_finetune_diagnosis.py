@@ -4,11 +4,10 @@ of its demonstrations alone, of a tenth or a half of the run's earliest online e
 and of the half-and-half mix with a learning rate of zero (the control: everything but the weight change).
 
     python benchmarks/mujoco_finetune.py --runs rate      # first: the run whose models and episodes are read
-    python benchmarks/mujoco_finetune_diagnosis.py        # about 15 min on 2 cores
+    python benchmarks/mujoco_finetune_diagnosis.py        # about 5 min (284 s beside three other jobs)
 
-Scores are D4RL-normalised means over ``--episodes`` seeded episodes (``rate_sb3.evaluate.evaluate``); the
-updates are seeded too. Writes
-``benchmarks/results/mujoco_finetune_diagnosis.json``.
+Scores are D4RL-normalised means over ``--episodes`` seeded episodes (``mujoco_finetune.score``); the updates are
+seeded too. Writes ``benchmarks/results/mujoco_finetune_diagnosis.json``.
 """
 
 from __future__ import annotations
@@ -20,11 +19,11 @@ from collections import deque
 import torch as th
 from common import RESULTS, write_result
 from mujoco_datasets import DATA
-from mujoco_finetune import CONFIG, ENV, ENV_ID
+from mujoco_finetune import BENCHMARKS, CONFIG, ENV_ID
+from mujoco_finetune import score as finetune_score
 from stable_baselines3.common.utils import set_random_seed
 
 from rate_sb3 import RATE
-from rate_sb3.evaluate import evaluate
 from rate_sb3.zoo_checks import load_config
 
 RUN = DATA.parent / "mujoco_finetune" / "seed0" / "rate"
@@ -33,9 +32,7 @@ ONLINE_EPISODES = 200  # the run's earliest, collected by the policy nearest the
 
 def score(model: RATE, target_return: float, episodes: int, deterministic: bool = True) -> float:
     model.policy.target_return = target_return
-    return round(
-        evaluate(model, ENV, n_episodes=episodes, n_envs=10, deterministic=deterministic)["normalized_score"], 1
-    )
+    return round(finetune_score(model, episodes, deterministic), 1)
 
 
 def scores_by_target(targets: list[float], episodes: int) -> dict:
@@ -76,7 +73,7 @@ def main() -> None:
             raise SystemExit(f"{RUN / name} is missing: run `python benchmarks/mujoco_finetune.py --runs rate` first")
     entry = load_config(str(CONFIG))[ENV_ID]
     target, explore = float(entry["target_return"]), float(entry["online_target_return"])
-    result = {"run": str(RUN.relative_to(DATA.parent.parent.parent)), "episodes": args.episodes}
+    result = {"run": str(RUN.relative_to(BENCHMARKS.parent)), "episodes": args.episodes}
     result["pretrained_by_target"] = scores_by_target([target / 2, target, explore], args.episodes)
     result["updates"] = {"steps": args.steps, "learning_rate": args.learning_rate, "target_return": target}
     variants = {"demonstrations": (1.0, args.learning_rate), "tenth_online": (0.9, args.learning_rate)}
