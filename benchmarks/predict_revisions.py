@@ -6,7 +6,7 @@ The base revision is checked out into a temporary git worktree. Each round runs 
 revision, in alternating order; a child imports ``rate_sb3`` from its revision and times ``predict`` over
 150-step T-Maze-like episodes (the model of ``inference_speed.py``) for each batch size. Reports the
 median over rounds of each revision's mean ms per call and the ratio base / this checkout. Writes
-``benchmarks/results/predict_revisions.json`` and prints it as the last stdout line.
+``benchmarks/results/predict_revisions.json`` (or ``--out``) and prints it as the last stdout line.
 """
 
 from __future__ import annotations
@@ -92,12 +92,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 100], help="n_envs per predict call")
     parser.add_argument("--rounds", type=int, default=4, help="child processes per revision, alternating")
     parser.add_argument("--episodes", type=int, default=5, help="timed episodes per batch size in each child")
+    parser.add_argument("--out", type=Path, default=RESULTS / "predict_revisions.json")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(time_predict(args.child, args.batches, args.episodes)))
         return
-    write_result(compare(args), RESULTS / "predict_revisions.json")
+    write_result(compare(args), args.out)
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ class KeyValueStore:
     """Per-layer keys and values (2, H, B, S, dh) that queries attend to, with each key's index in X and validity.
 
     In training all tokens of a segment arrive at once and are appended; in inference the store is
-    preallocated and tokens are written in place (see :mod:`rate_sb3.inference` for its slot layout).
+    preallocated and tokens are written in place (:class:`rate_sb3.inference.SlotStore`).
     """
 
     def __init__(
@@ -175,21 +175,12 @@ class KeyValueStore:
         self.key_values, self.key_idx, self.key_valid = key_values, key_idx, key_valid
         self.layer_inputs = layer_inputs  # kept for the hidden-state cache
 
-    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: th.Tensor | None) -> None:
-        """Add the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n new tokens (``hidden``
-        may be None when the store keeps no layer inputs).
-
-        ``slots``: None appends them; a (B, n) tensor gives each row's slots in a preallocated store
-        (:class:`rate_sb3.inference.SlotStore` also takes an int, the first of n slots shared by all rows).
-        """
-        if slots is None:
-            self.key_values[layer] = th.cat([self.key_values[layer], key_value], dim=3)
-            if self.layer_inputs is not None:
-                self.layer_inputs[layer] = th.cat([self.layer_inputs[layer], hidden], dim=1)
-        else:
-            self.key_values[layer].scatter_(3, slots[None, None, :, :, None].expand_as(key_value), key_value)
-            if self.layer_inputs is not None:
-                self.layer_inputs[layer].scatter_(1, slots[:, :, None].expand_as(hidden), hidden)
+    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None) -> None:
+        """Append the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n new tokens (``hidden``
+        may be None when the store keeps no layer inputs)."""
+        self.key_values[layer] = th.cat([self.key_values[layer], key_value], dim=3)
+        if self.layer_inputs is not None:
+            self.layer_inputs[layer] = th.cat([self.layer_inputs[layer], hidden], dim=1)
 
 
 class RelativeAttentionLayer(nn.Module):

@@ -20,8 +20,8 @@ query-key pair reads a ``-inf`` column of the relative-position scores, the quer
 one matrix product viewed head first and the heads leave through another, so that a layer is a dozen
 arithmetic calls and a few views. The store of a state's buffers (:class:`SlotStore`) is kept between calls
 with its attention views and the views that each step's keys and values are copied into; with one env the
-queries attend all slots through them, at no cost in calls, and the products write into outputs that the store
-keeps for each number of tokens per call (:class:`_Workspace`), through views made once.
+queries attend all slots through them, at no cost in calls. The products write into outputs that the store
+keeps for each shape of call (:class:`_Workspace`), through views made once.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from torch.nn import functional as F
 from rate_sb3.attention import AttentionPattern, KeyValueStore, attention_allowed
 from rate_sb3.derived import DerivedWeights
 from rate_sb3.model import RATETransformer
+
+_STEP_TOKENS = np.arange(3)  # a step's tokens fill consecutive slots
 
 
 @dataclass
@@ -80,22 +82,43 @@ class SlotStore(KeyValueStore):
         by_head_and_row = [layer.view(2, -1, n_slots, d_head).unbind() for layer in layers]  # views: writes show
         self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
         self.values = [values for _, values in by_head_and_row]  # (H B, S, dh) per layer
+        self._prefixes: dict[int, tuple[list[th.Tensor], list[th.Tensor]]] = {}  # by number of slots: up_to's
+        self._flat_key_values = [layer.view(2 * layer.shape[1], -1, d_head) for layer in layers]  # (2 H, B S, dh)
+        self._flat_inputs = [inputs.view(-1, inputs.shape[-1]) for inputs in kept_inputs] if kept_inputs else None
         # per slot range (first slot, n): each layer's keys and values there, and its layer inputs when kept
         self._key_value_views = self._step_views(self.key_values, 3, *steps) if steps else {}
         self._input_views = self._step_views(self.layer_inputs, 1, *steps) if steps and self.layer_inputs else {}
-        self.workspaces: dict[int, _Workspace] = {}  # one env's, by number of tokens per call
+        self.workspaces: dict[tuple[int, int, int], _Workspace] = {}  # by rows, tokens per row and slots seen
 
     def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor) -> None:
-        """As :meth:`KeyValueStore.write`, with ``slots`` an int as well: every row's n tokens go to the slots
-        from there on, through views kept for each slot range (indexing with slices costs more than the copy)."""
+        """Write the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n tokens (``hidden``
+        may be None when the store keeps no layer inputs).
+
+        ``slots``: an int, the first of n slots shared by every row (written through views kept for each slot
+        range: indexing with slices costs more than the copy); or a (B n,) tensor of positions ``row * S +
+        slot`` in the rows' slots laid end to end (:meth:`IncrementalInference.step` with rows at several phases).
+        """
         if not isinstance(slots, int):
-            super().write(layer, key_value, hidden, slots)
+            heads_kv, rows, d_head = 2 * key_value.shape[1], slots.shape[0], key_value.shape[-1]
+            self._flat_key_values[layer].index_copy_(1, slots, key_value.view(heads_kv, rows, d_head))
+            if self.layer_inputs is not None:
+                self._flat_inputs[layer].index_copy_(0, slots, hidden.reshape(rows, -1))
             return
         where = (slots, key_value.shape[3])
         views = self._key_value_views.get(where) or self._add_views(*where)
         views[layer].copy_(key_value)
         if self.layer_inputs is not None:
             self._input_views[where][layer].copy_(hidden)
+
+    def up_to(self, n_slots: int) -> tuple[list[th.Tensor], list[th.Tensor]]:
+        """Each layer's transposed keys (H B, dh, n) and values (H B, n, dh) of the first ``n_slots`` slots."""
+        views = self._prefixes.get(n_slots)
+        if views is None:
+            views = self._prefixes[n_slots] = (
+                [keys[..., :n_slots] for keys in self.keys_t],
+                [values[:, :n_slots] for values in self.values],
+            )
+        return views
 
     @staticmethod
     def _step_views(buffers: list[th.Tensor], slot_dim: int, first: int, n_steps: int) -> dict:
@@ -118,26 +141,49 @@ class SlotStore(KeyValueStore):
 
 @dataclass
 class _Workspace:
-    """Preallocated outputs of one env's :meth:`IncrementalInference._attend` with q tokens, which its layers
-    share, and their views (each costs a PyTorch call, so they are made once)."""
+    """Preallocated outputs of :meth:`IncrementalInference._attend` for B rows of q tokens that see n slots,
+    which its layers share, and their views (each costs a PyTorch call, so they are made once).
 
-    projected: th.Tensor  # (q, 3 H dh) queries, keys and values, head by head
-    query: th.Tensor  # (H, q, dh) view of ``projected``
-    key_value: th.Tensor  # (2, H, 1, q, dh) view of ``projected``
-    scores: th.Tensor  # (H, q, S)
-    by_head: th.Tensor  # (H, q, dh) view of ``attended``
-    attended: th.Tensor  # (q, H dh) the heads' outputs side by side
+    One env's queries, keys and values come from one row-major product viewed head first, and the heads' outputs
+    are written side by side through a view. Several envs' come from a head-first product, so that each env's
+    queries lie together for its content scores, and their outputs are copied side by side.
+    """
+
+    projected: th.Tensor  # one env: (q, 3 H dh); several: (3 H, B q, dh)
+    query: th.Tensor  # (H, B q, dh) view of ``projected``
+    query_by_env: th.Tensor  # (H B, q, dh) the same queries, each env's together
+    key_value: th.Tensor  # (2, H, B, q, dh) view of ``projected``
+    positions: th.Tensor  # (H, B q, P + 1) relative-position scores
+    scores: th.Tensor  # (H, B q, n)
+    scores_by_env: th.Tensor  # (H B, q, n) view of ``scores``
+    by_head: th.Tensor  # (H B, q, dh) each head's outputs (one env: a view of ``attended``)
+    attended: th.Tensor  # (B q, H dh) the heads' outputs side by side
+    side_by_side: tuple[th.Tensor, th.Tensor] | None  # several envs: views of ``attended`` and ``by_head`` to copy
 
     @classmethod
-    def like(cls, tokens: th.Tensor, heads: int, d_head: int, n_slots: int) -> _Workspace:
-        q = tokens.shape[1]
-        projected = tokens.new_empty(q, 3 * heads, d_head)
-        head_first = projected.transpose(0, 1)
-        attended = tokens.new_empty(q, heads, d_head)
-        key_value = head_first[heads:].view(2, heads, 1, q, d_head)
-        scores = tokens.new_empty(heads, q, n_slots)
+    def like(cls, tokens: th.Tensor, heads: int, d_head: int, n_keys: int, n_positions: int) -> _Workspace:
+        batch, q = tokens.shape[:2]
+        rows = batch * q
+        if batch == 1:
+            projected = tokens.new_empty(q, 3 * heads, d_head)
+            head_first, attended = projected.transpose(0, 1), tokens.new_empty(q, heads, d_head)
+            by_head, side_by_side, projected = attended.transpose(0, 1), None, projected.view(q, -1)
+        else:
+            projected = head_first = tokens.new_empty(3 * heads, rows, d_head)
+            by_head, attended = tokens.new_empty(heads * batch, q, d_head), tokens.new_empty(rows, heads, d_head)
+            side_by_side = attended.transpose(0, 1), by_head.view(heads, rows, d_head)
+        query, scores = head_first[:heads], tokens.new_empty(heads, rows, n_keys)
         return cls(
-            projected.view(q, -1), head_first[:heads], key_value, scores, attended.transpose(0, 1), attended.view(q, -1)
+            projected=projected,
+            query=query,
+            query_by_env=query.view(heads * batch, q, d_head),
+            key_value=head_first[heads:].view(2, heads, batch, q, d_head),
+            positions=tokens.new_empty(heads, rows, n_positions),
+            scores=scores,
+            scores_by_env=scores.view(heads * batch, q, n_keys),
+            by_head=by_head,
+            attended=attended.view(rows, -1),
+            side_by_side=side_by_side,
         )
 
 
@@ -147,6 +193,8 @@ class _FoldedLayer:
 
     qkv_weight: th.Tensor  # (d, 3 H dh): query, key and value weights head by head (a view of the parameter)
     qkv_bias: th.Tensor  # (3 H dh,): the content bias on the queries, zeros on keys and values
+    qkv_weight_by_head: th.Tensor  # (3 H, d, dh) view of the same weights
+    qkv_bias_by_head: th.Tensor  # (3 H, 1, dh) view of the same bias
     relative_keys: th.Tensor  # (H, dh, P + 1): a zero column after the P distances
     position_offsets: th.Tensor  # (H, 1, P + 1): scaled (position bias - content bias) . keys; -inf last
     scale: float  # the attention scale, applied by the score products
@@ -238,7 +286,8 @@ class IncrementalInference:
             index, (slots, n_keys) = patterns.step_by_phase[phase], self._step_slots[phase]
         else:
             row_phase = th.as_tensor(phase, device=tokens.device)
-            slots = self.scratch_slot + 3 * row_phase[:, None] + th.arange(3, device=tokens.device)
+            first_slots = np.arange(len(phase)) * self.n_slots + self.scratch_slot + 3 * phase
+            slots = th.as_tensor((first_slots[:, None] + _STEP_TOKENS).ravel(), device=tokens.device)
             index, n_keys = patterns.step[row_phase], self._step_keys(int(phase.max()))
         return self._attend(store, tokens, index, slots, n_keys)
 
@@ -268,19 +317,17 @@ class IncrementalInference:
         if self.transformer.training:
             raise RuntimeError("incremental inference runs in eval mode: call .eval() on the model first")
         cfg, (batch, q, _) = self.config, tokens.shape
-        heads, d_head, d_model, rows = cfg.n_heads, cfg.d_head, cfg.d_model, batch * q
-        # The position scores take all rows of a head at once, (H, B q, .), the content scores each env's
-        # rows, (H B, q, .). With one env these shapes are the same, so the reshapes between them are skipped,
-        # the queries attend all slots (the calls cost, not the arithmetic) through the store's views, and the
-        # products write into the store's workspace for q tokens, through views made once.
+        heads, d_model, rows = cfg.n_heads, cfg.d_model, batch * q
+        # One env attends every slot (the calls cost, not the arithmetic) through the store's views; several
+        # envs attend the slots up to the newest key, and each of their rows gets its pattern.
         one_env = batch == 1
         if one_env:
-            work = store.workspaces.get(q) or self._add_workspace(store, tokens)
             n, keys_t, values = self.n_slots, store.keys_t, store.values
             index = index.expand(heads, q, n)
         else:
-            n, keys_t, values = n_keys, [k[..., :n_keys] for k in store.keys_t], [v[:, :n_keys] for v in store.values]
-            index = index[..., :n].expand(heads, batch, q, n).reshape(heads, rows, n)
+            n, (keys_t, values) = n_keys, store.up_to(n_keys)
+            index = index[..., :n].expand(batch, q, n).reshape(rows, n).expand(heads, rows, n)
+        work = store.workspaces.get((batch, q, n)) or self._add_workspace(store, tokens, n)
         cache_blocked = ~store.key_valid[None, :, None, :n] if cfg.mem_len else None
         residual_scale = 2.0 if cfg.double_residual else 1.0
         keep_inputs = store.layer_inputs is not None
@@ -288,37 +335,28 @@ class IncrementalInference:
         for layer_id, layer in enumerate(self._folded_layers(tokens)):
             if one_env:
                 th.addmm(layer.qkv_bias, hidden, layer.qkv_weight, out=work.projected)
-                query, key_value, scores = work.query, work.key_value, work.scores
-                position_scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys, alpha=layer.scale)
-                th.gather(position_scores, -1, index, out=scores)
             else:
-                projected = th.addmm(layer.qkv_bias, hidden, layer.qkv_weight).view(rows, 3 * heads, d_head)
-                query, key_value = projected.transpose(0, 1).tensor_split((heads,))
-                key_value = key_value.view(2, heads, batch, q, d_head)
-                scores = th.baddbmm(layer.position_offsets, query, layer.relative_keys, alpha=layer.scale)
-                scores = scores.gather(-1, index)
-            store.write(layer_id, key_value, hidden.view(batch, q, d_model) if keep_inputs else None, slots)
+                by_head = hidden.expand(3 * heads, rows, d_model)
+                th.baddbmm(layer.qkv_bias_by_head, by_head, layer.qkv_weight_by_head, out=work.projected)
+            th.baddbmm(layer.position_offsets, work.query, layer.relative_keys, alpha=layer.scale, out=work.positions)
+            th.gather(work.positions, -1, index, out=work.scores)
+            store.write(layer_id, work.key_value, hidden.view(batch, q, d_model) if keep_inputs else None, slots)
             if cache_blocked is not None:  # empty cache slots
-                scores.view(heads, batch, q, n).masked_fill_(cache_blocked, float("-inf"))
-            if one_env:
-                scores.baddbmm_(query, keys_t[layer_id], alpha=layer.scale)
-                th.bmm(scores.softmax(-1), values[layer_id], out=work.by_head)
-                attended = work.attended
-            else:
-                query, scores = query.reshape(heads * batch, q, d_head), scores.view(heads * batch, q, n)
-                scores = th.baddbmm(scores, query, keys_t[layer_id], alpha=layer.scale)
-                attended = th.bmm(scores.softmax(-1), values[layer_id])
-                attended = attended.view(heads, rows, d_head).transpose(0, 1).reshape(rows, heads * d_head)
-            hidden = th.addmm(hidden, attended, layer.out_weight, beta=residual_scale)
+                work.scores.view(heads, batch, q, n).masked_fill_(cache_blocked, float("-inf"))
+            work.scores_by_env.baddbmm_(work.query_by_env, keys_t[layer_id], alpha=layer.scale)
+            th.bmm(work.scores_by_env.softmax(-1), values[layer_id], out=work.by_head)
+            if work.side_by_side is not None:
+                work.side_by_side[0].copy_(work.side_by_side[1])
+            hidden = th.addmm(hidden, work.attended, layer.out_weight, beta=residual_scale)
             hidden = th.layer_norm(hidden, (d_model,), *layer.norm)
             if layer.feed_forward is not None:
                 hidden = layer.feed_forward(hidden)
         return hidden.view(batch, q, d_model)
 
-    def _add_workspace(self, store: SlotStore, tokens: th.Tensor) -> _Workspace:
-        work = store.workspaces[tokens.shape[1]] = _Workspace.like(
-            tokens, self.config.n_heads, self.config.d_head, self.n_slots
-        )
+    def _add_workspace(self, store: SlotStore, tokens: th.Tensor, n_keys: int) -> _Workspace:
+        cfg, n_positions = self.config, self.transformer.distance_range[1] - self.transformer.distance_range[0] + 2
+        work = _Workspace.like(tokens, cfg.n_heads, cfg.d_head, n_keys, n_positions)
+        store.workspaces[tokens.shape[0], tokens.shape[1], n_keys] = work
         return work
 
     def _fold_sources(self) -> tuple[list[tuple[nn.Module, str]], list[tuple[nn.Module, str]]]:
@@ -347,7 +385,8 @@ class IncrementalInference:
             norm = (layer.norm_attn.weight.detach(), layer.norm_attn.bias.detach(), layer.norm_attn.eps)
             out_weight = layer.out_proj.weight.detach().t()
             feed_forward = layer.feed_forward if layer.ffn is not None else None
-            folded.append(_FoldedLayer(weight, bias, keys, offsets, scale, out_weight, norm, feed_forward))
+            by_head = weight.view(-1, 3 * heads, d_head).transpose(0, 1), bias.view(3 * heads, 1, d_head)
+            folded.append(_FoldedLayer(weight, bias, *by_head, keys, offsets, scale, out_weight, norm, feed_forward))
         return folded
 
     def _slots(self, x_idx: th.Tensor) -> th.Tensor:

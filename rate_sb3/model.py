@@ -186,7 +186,7 @@ class RATETransformer(nn.Module):
         highest = self.config.n_tokens - 1 + cache.shape[2]  # the last write token's distance to the oldest cache key
         distances = th.arange(highest, -m - 1, -1, device=tokens.device, dtype=tokens.dtype)
         pattern = SegmentPattern.of(self._allowed(query_idx, store), self.config.n_heads, tokens.dtype)
-        hidden = self.run_tokens(hidden, store, pattern, self._project_positions(distances), slots=None)
+        hidden = self.run_tokens(hidden, store, pattern, self._project_positions(distances))
         next_memory = self.next_memory(memory, hidden[:, m + tokens.shape[1] :]) if m else None
         x_valid = store.key_valid[:, cache.shape[2] :]
         next_cache, next_valid = self.next_cache(cache, cache_valid, store.layer_inputs, x_valid)
@@ -201,16 +201,15 @@ class RATETransformer(nn.Module):
         store: KeyValueStore,
         pattern: AttentionPattern | SegmentPattern,
         relative_keys: list[th.Tensor],
-        slots: int | th.Tensor | None,
     ) -> th.Tensor:
-        """Run tokens (B, n, d) through the layers, writing their keys and values at ``slots`` of the store.
+        """Run tokens (B, n, d) through the layers, appending their keys and values to the store.
 
         The pattern may cover only the store's first slots: the queries cannot see the ones after them.
         """
         biases = th.stack([self.content_bias, self.position_bias])[:, :, None, None]
         for layer_id, layer in enumerate(self.layers):
             query, key_value = layer.project(hidden)
-            store.write(layer_id, key_value, hidden, slots)
+            store.write(layer_id, key_value, hidden)
             hidden = layer(hidden, query, store.key_values[layer_id], pattern, relative_keys[layer_id], biases)
         return self.output_drop(hidden)
 

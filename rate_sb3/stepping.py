@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch as th
+from torch import nn
 
 from rate_sb3.derived import DerivedWeights
 from rate_sb3.inference import IncrementalInference, SlotStore
@@ -59,16 +60,9 @@ class SegmentStepper:
 
     def __init__(self, inference: IncrementalInference) -> None:
         self.inference, self.config = inference, inference.config
-        transformer = inference.transformer
-        every_parameter = [
-            (module, name)
-            for module in transformer.modules()
-            for name, value in module._parameters.items()
-            if value is not None
-        ]
         # The read tokens of an episode's first segment see only each other (no cache yet), so their keys and
         # values depend on the weights alone: envs that restart apart from the others copy them.
-        self._fresh_read = DerivedWeights(every_parameter, self._run_fresh_read)
+        self._fresh_read = DerivedWeights(_fresh_read_sources(inference.transformer), self._run_fresh_read)
 
     def initial_state(self, n_envs: int, action_dim: int) -> RATEState:
         """A state of ``n_envs`` envs, each to be restarted before its first step."""
@@ -87,10 +81,11 @@ class SegmentStepper:
 
     def restart(self, state: RATEState, starts: np.ndarray) -> None:
         """Begin an episode in the envs where ``starts`` (n,) is True: step 0, initial memory, empty cache."""
-        rows = th.as_tensor(np.flatnonzero(starts), device=state.memory.device)
+        rows = th.as_tensor(starts, device=state.memory.device)
         state.step[starts] = 0
         state.memory[rows] = self.inference.transformer.initial_memory.to(state.memory.dtype)
-        state.key_valid[rows, : self.config.mem_len] = False
+        if self.config.mem_len:
+            state.key_valid[rows, : self.config.mem_len] = False
 
     def advance(self, state: RATEState, tokens: th.Tensor) -> th.Tensor:
         """Run each env's step tokens [a_{s-1}, R_s, o_s] (n, 3, d) at its phase s, after ending and beginning
@@ -162,6 +157,15 @@ class SegmentStepper:
             return self.inference.store(state.key_values, state.layer_inputs, state.key_valid)
         copies = state.key_values[:, :, :, rows], state.layer_inputs[:, rows], state.key_valid[rows]
         return self.inference.store(*copies, keep=False)
+
+
+def _fresh_read_sources(transformer: nn.Module) -> list[tuple[nn.Module, str]]:
+    """The parameters that a fresh episode's read keys and values depend on: the transformer's own (initial
+    memory, attention biases), those of every layer but the last (whose outputs are the next layer's inputs) and
+    the last layer's projection to keys and values (its outputs are never read)."""
+    *inner_layers, last_layer = transformer.layers
+    modules = [transformer, *(module for layer in inner_layers for module in layer.modules()), last_layer.qkv]
+    return [(module, name) for module in modules for name, value in module._parameters.items() if value is not None]
 
 
 def _rows(envs: np.ndarray, state: RATEState) -> slice | th.Tensor:

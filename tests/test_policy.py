@@ -327,6 +327,23 @@ def test_predict_after_a_weight_update_equals_a_fresh_policy_with_those_weights(
     assert changes_weights != th.equal(after, before)
 
 
+def test_an_env_restarted_apart_follows_a_change_of_any_one_transformer_parameter():
+    # such an env copies its first read tokens' keys and values, cached from the weights they depend on
+    model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
+    policy, observation = model.policy, random_observations(1, np.random.default_rng(0))[0]
+    both = {key: np.repeat(value, 2, axis=0) for key, value in observation.items()}
+    for name, parameter in policy.transformer.named_parameters():
+        _, state = policy.predict(both, None, deterministic=True)
+        policy.predict(both, state, np.array([False, True]), deterministic=True)  # the copy is made and kept
+        parameter.data.add_(0.5 * th.randn_like(parameter))
+        recorded = record_hidden(policy)
+        policy.predict(both, state, np.array([False, True]), deterministic=True)
+        policy.predict(observation, None, deterministic=True)  # one env begins with its read tokens: no copy
+        alone = recorded.pop()
+        th.testing.assert_close(recorded.pop()[1:], alone, atol=1e-6, rtol=1e-6, msg=f"after a change of {name}")
+        del policy.action_head.act
+
+
 def test_batched_predict_with_different_segment_phases_equals_single_env_predict():
     model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
     recorded = record_hidden(model.policy)
