@@ -15,8 +15,8 @@ from torch import nn
 from torch._utils import _flatten_dense_tensors
 
 Derived = TypeVar("Derived")
-_data_ptr, _stride = th.Tensor.data_ptr, th.Tensor.stride
-_layout_of = attrgetter("shape", "dtype", "device")
+_data_ptr, _stride, _size, _device_index = th.Tensor.data_ptr, th.Tensor.stride, th.Tensor.size, th.Tensor.get_device
+_dtype = attrgetter("dtype")
 _to_bytes = np.ndarray.tobytes
 _SAME_SIZE_INTEGER = {1: th.uint8, 2: th.int16, 4: th.int32, 8: th.int64}
 
@@ -55,8 +55,9 @@ class DerivedWeights(Generic[Derived]):
             with th.no_grad():
                 return self(like)
         parameters = list(starmap(getitem, self._lookups))
-        key = (like.dtype, like.device, *map(_data_ptr, parameters), *map(_stride, parameters))
-        key += tuple(map(_layout_of, parameters))
+        # the device's index, not the device, which is a new object at each call (a move also moves the pointer)
+        key = (like.dtype, like.get_device(), *map(_data_ptr, parameters), *map(_stride, parameters))
+        key += (*map(_size, parameters), *map(_dtype, parameters), *map(_device_index, parameters))
         built = self._built
         if built is not None and built.key == key and built.sources.unchanged():
             return built.derived

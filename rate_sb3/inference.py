@@ -83,7 +83,8 @@ class SlotStore(KeyValueStore):
         self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
         self.values = [values for _, values in by_head_and_row]  # (H B, S, dh) per layer
         self._prefixes: dict[int, tuple[list[th.Tensor], list[th.Tensor]]] = {}  # by number of slots: up_to's
-        self._flat_key_values = [layer.view(2 * layer.shape[1], -1, d_head) for layer in layers]  # (2 H, B S, dh)
+        self._flat_shape = (2 * key_values.shape[2], -1, d_head)  # (2 H, rows and their slots or tokens, dh)
+        self._flat_key_values = [layer.view(self._flat_shape) for layer in layers]
         self._flat_inputs = [inputs.view(-1, inputs.shape[-1]) for inputs in kept_inputs] if kept_inputs else None
         # per slot range (first slot, n): each layer's keys and values there, and its layer inputs when kept
         self._key_value_views = self._step_views(self.key_values, 3, *steps) if steps else {}
@@ -99,10 +100,9 @@ class SlotStore(KeyValueStore):
         slot`` in the rows' slots laid end to end (:meth:`IncrementalInference.step` with rows at several phases).
         """
         if not isinstance(slots, int):
-            heads_kv, rows, d_head = 2 * key_value.shape[1], slots.shape[0], key_value.shape[-1]
-            self._flat_key_values[layer].index_copy_(1, slots, key_value.view(heads_kv, rows, d_head))
+            self._flat_key_values[layer].index_copy_(1, slots, key_value.view(self._flat_shape))
             if self.layer_inputs is not None:
-                self._flat_inputs[layer].index_copy_(0, slots, hidden.reshape(rows, -1))
+                self._flat_inputs[layer].index_copy_(0, slots, hidden.flatten(0, 1))
             return
         where = (slots, key_value.shape[3])
         views = self._key_value_views.get(where) or self._add_views(*where)

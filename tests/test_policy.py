@@ -344,8 +344,9 @@ def test_an_env_restarted_apart_follows_a_change_of_any_one_transformer_paramete
         del policy.action_head.act
 
 
-def test_batched_predict_with_different_segment_phases_equals_single_env_predict():
-    model = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL)
+@pytest.mark.parametrize("mem_len", [0, 6])  # a hidden-state cache keeps each token's layer inputs too
+def test_batched_predict_with_different_segment_phases_equals_single_env_predict(mem_len):
+    model = RATE("RATEPolicy", "TMaze-v0", mem_len=mem_len, seed=0, **SMALL)
     recorded = record_hidden(model.policy)
     env = make_vec_env("TMaze-v0", n_envs=3, wrapper_class=PrevRewardWrapper, env_kwargs=dict(corridor_length=7))
     obs = env.reset()
