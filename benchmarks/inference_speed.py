@@ -97,7 +97,8 @@ class RecomputeWindow:
         token_idx = self.config.n_mem_tokens + th.arange(tokens.shape[1], device=tokens.device)
         transformer = self.policy.transformer
         pattern, relative_keys = transformer.attention(token_idx, store, tokens)
-        slots = store.patterns.x_slots[token_idx].expand(len(tokens), -1)
+        rows = th.arange(len(tokens), device=tokens.device)[:, None]
+        slots = (rows * self.inference.n_slots + store.patterns.x_slots[token_idx]).flatten()
         return store, transformer.run_tokens(tokens, store, pattern, relative_keys, slots)
 
     def _write_memory(self) -> th.Tensor:

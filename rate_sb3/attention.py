@@ -175,12 +175,23 @@ class KeyValueStore:
         self.key_values, self.key_idx, self.key_valid = key_values, key_idx, key_valid
         self.layer_inputs = layer_inputs  # kept for the hidden-state cache
 
-    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None) -> None:
-        """Append the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n new tokens (``hidden``
-        may be None when the store keeps no layer inputs)."""
-        self.key_values[layer] = th.cat([self.key_values[layer], key_value], dim=3)
+    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: th.Tensor | None = None) -> None:
+        """Add the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n new tokens (``hidden``
+        may be None when the store keeps no layer inputs).
+
+        ``slots``: None appends them; a (B n,) tensor of positions ``row * S + slot`` writes them into a
+        preallocated store of S slots per row, the rows' slots laid end to end.
+        """
+        if slots is None:
+            self.key_values[layer] = th.cat([self.key_values[layer], key_value], dim=3)
+            if self.layer_inputs is not None:
+                self.layer_inputs[layer] = th.cat([self.layer_inputs[layer], hidden], dim=1)
+            return
+        heads, d_head = 2 * key_value.shape[1], key_value.shape[-1]
+        self.key_values[layer].view(heads, -1, d_head).index_copy_(1, slots, key_value.reshape(heads, -1, d_head))
         if self.layer_inputs is not None:
-            self.layer_inputs[layer] = th.cat([self.layer_inputs[layer], hidden], dim=1)
+            inputs = self.layer_inputs[layer]
+            inputs.view(-1, inputs.shape[-1]).index_copy_(0, slots, hidden.flatten(0, 1))
 
 
 class RelativeAttentionLayer(nn.Module):

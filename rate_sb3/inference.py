@@ -83,26 +83,16 @@ class SlotStore(KeyValueStore):
         self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
         self.values = [values for _, values in by_head_and_row]  # (H B, S, dh) per layer
         self._prefixes: dict[int, tuple[list[th.Tensor], list[th.Tensor]]] = {}  # by number of slots: up_to's
-        self._flat_shape = (2 * key_values.shape[2], -1, d_head)  # (2 H, rows and their slots or tokens, dh)
-        self._flat_key_values = [layer.view(self._flat_shape) for layer in layers]
-        self._flat_inputs = [inputs.view(-1, inputs.shape[-1]) for inputs in kept_inputs] if kept_inputs else None
         # per slot range (first slot, n): each layer's keys and values there, and its layer inputs when kept
         self._key_value_views = self._step_views(self.key_values, 3, *steps) if steps else {}
         self._input_views = self._step_views(self.layer_inputs, 1, *steps) if steps and self.layer_inputs else {}
         self.workspaces: dict[tuple[int, int, int], _Workspace] = {}  # by rows, tokens per row and slots seen
 
     def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor) -> None:
-        """Write the keys and values (2, H, B, n, dh) and the layer inputs (B, n, d) of n tokens (``hidden``
-        may be None when the store keeps no layer inputs).
-
-        ``slots``: an int, the first of n slots shared by every row (written through views kept for each slot
-        range: indexing with slices costs more than the copy); or a (B n,) tensor of positions ``row * S +
-        slot`` in the rows' slots laid end to end (:meth:`IncrementalInference.step` with rows at several phases).
-        """
+        """As :meth:`KeyValueStore.write`, with ``slots`` an int as well: every row's n tokens go to the slots
+        from there on, through views kept for each slot range (indexing with slices costs more than the copy)."""
         if not isinstance(slots, int):
-            self._flat_key_values[layer].index_copy_(1, slots, key_value.view(self._flat_shape))
-            if self.layer_inputs is not None:
-                self._flat_inputs[layer].index_copy_(0, slots, hidden.flatten(0, 1))
+            super().write(layer, key_value, hidden, slots)
             return
         where = (slots, key_value.shape[3])
         views = self._key_value_views.get(where) or self._add_views(*where)

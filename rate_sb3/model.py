@@ -201,15 +201,17 @@ class RATETransformer(nn.Module):
         store: KeyValueStore,
         pattern: AttentionPattern | SegmentPattern,
         relative_keys: list[th.Tensor],
+        slots: th.Tensor | None = None,
     ) -> th.Tensor:
-        """Run tokens (B, n, d) through the layers, appending their keys and values to the store.
+        """Run tokens (B, n, d) through the layers, writing their keys and values to the store (appended, or at
+        ``slots``, see :meth:`KeyValueStore.write`).
 
         The pattern may cover only the store's first slots: the queries cannot see the ones after them.
         """
         biases = th.stack([self.content_bias, self.position_bias])[:, :, None, None]
         for layer_id, layer in enumerate(self.layers):
             query, key_value = layer.project(hidden)
-            store.write(layer_id, key_value, hidden)
+            store.write(layer_id, key_value, hidden, slots)
             hidden = layer(hidden, query, store.key_values[layer_id], pattern, relative_keys[layer_id], biases)
         return self.output_drop(hidden)
 
