@@ -531,3 +531,11 @@ def test_collected_expert_demonstrations_validate_against_the_policy_spaces():
     episodes = collect_episodes(make_expert("TMaze-v0"), lambda: gym.make("TMaze-v0", corridor_length=3), 4)
     model = RATE("RATEPolicy", "TMaze-v0", demonstrations=episodes, seed=0, **SMALL)
     assert len(model.demonstration_episodes()) == 4
+
+
+def test_the_speed_benchmarks_recomputed_window_acts_as_predict(load_benchmark):
+    # inference_speed.py times predict against rebuilding each window through the training path's layers, written
+    # into the slots incremental inference gives the tokens: a baseline that must compute the same thing
+    speed = load_benchmark("inference_speed")
+    policy = RATE("RATEPolicy", "TMaze-v0", seed=0, **SMALL).policy
+    assert speed.check_same_logits(policy, corridor_length=9)["episode_steps"] == 11  # three segments of 4 steps
