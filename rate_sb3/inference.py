@@ -86,7 +86,7 @@ class SlotStore(KeyValueStore):
         # per slot range (first slot, n): each layer's keys and values there, and its layer inputs when kept
         self._key_value_views = self._step_views(self.key_values, 3, *steps) if steps else {}
         self._input_views = self._step_views(self.layer_inputs, 1, *steps) if steps and self.layer_inputs else {}
-        self.workspaces: dict[tuple[int, int, int], _Workspace] = {}  # by rows, tokens per row and slots seen
+        self.workspaces: dict[tuple[int, int], _Workspace] = {}  # by rows and tokens per row
 
     def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor) -> None:
         """As :meth:`KeyValueStore.write`, with ``slots`` an int as well: every row's n tokens go to the slots
@@ -131,12 +131,14 @@ class SlotStore(KeyValueStore):
 
 @dataclass
 class _Workspace:
-    """Preallocated outputs of :meth:`IncrementalInference._attend` for B rows of q tokens that see n slots,
-    which its layers share, and their views (each costs a PyTorch call, so they are made once).
+    """Preallocated outputs of :meth:`IncrementalInference._attend` for B rows of q tokens, which its layers share,
+    and their views (each costs a PyTorch call, so they are made once).
 
     One env's queries, keys and values come from one row-major product viewed head first, and the heads' outputs
     are written side by side through a view. Several envs' come from a head-first product, so that each env's
-    queries lie together for its content scores, and their outputs are copied side by side.
+    queries lie together for its content scores, and their outputs are copied side by side. The scores of
+    calls that see n slots fill the front of one buffer, whatever n is, so that calls at every phase of a segment
+    reuse the same memory.
     """
 
     projected: th.Tensor  # one env: (q, 3 H dh); several: (3 H, B q, dh)
@@ -144,14 +146,14 @@ class _Workspace:
     query_by_env: th.Tensor  # (H B, q, dh) the same queries, each env's together
     key_value: th.Tensor  # (2, H, B, q, dh) view of ``projected``
     positions: th.Tensor  # (H, B q, P + 1) relative-position scores
-    scores: th.Tensor  # (H, B q, n)
-    scores_by_env: th.Tensor  # (H B, q, n) view of ``scores``
     by_head: th.Tensor  # (H B, q, dh) each head's outputs (one env: a view of ``attended``)
     attended: th.Tensor  # (B q, H dh) the heads' outputs side by side
     side_by_side: tuple[th.Tensor, th.Tensor] | None  # several envs: views of ``attended`` and ``by_head`` to copy
+    score_memory: th.Tensor  # (H B q S) flat
+    score_views: dict[int, tuple[th.Tensor, th.Tensor]]  # by number of slots seen: :meth:`scores`'s
 
     @classmethod
-    def like(cls, tokens: th.Tensor, heads: int, d_head: int, n_keys: int, n_positions: int) -> _Workspace:
+    def like(cls, tokens: th.Tensor, heads: int, d_head: int, n_slots: int, n_positions: int) -> _Workspace:
         batch, q = tokens.shape[:2]
         rows = batch * q
         if batch == 1:
@@ -162,19 +164,29 @@ class _Workspace:
             projected = head_first = tokens.new_empty(3 * heads, rows, d_head)
             by_head, attended = tokens.new_empty(heads * batch, q, d_head), tokens.new_empty(rows, heads, d_head)
             side_by_side = attended.transpose(0, 1), by_head.view(heads, rows, d_head)
-        query, scores = head_first[:heads], tokens.new_empty(heads, rows, n_keys)
+        query = head_first[:heads]
         return cls(
             projected=projected,
             query=query,
             query_by_env=query.view(heads * batch, q, d_head),
             key_value=head_first[heads:].view(2, heads, batch, q, d_head),
             positions=tokens.new_empty(heads, rows, n_positions),
-            scores=scores,
-            scores_by_env=scores.view(heads * batch, q, n_keys),
             by_head=by_head,
             attended=attended.view(rows, -1),
             side_by_side=side_by_side,
+            score_memory=tokens.new_empty(heads * rows * n_slots),
+            score_views={},
         )
+
+    def scores(self, n_keys: int) -> tuple[th.Tensor, th.Tensor]:
+        """The scores of queries that see ``n_keys`` slots, (H, B q, n), and the same viewed (H B, q, n)."""
+        views = self.score_views.get(n_keys)
+        if views is None:
+            heads_and_envs, q = self.query_by_env.shape[:2]
+            heads, rows = self.query.shape[:2]
+            scores = self.score_memory[: heads * rows * n_keys].view(heads, rows, n_keys)
+            views = self.score_views[n_keys] = scores, scores.view(heads_and_envs, q, n_keys)
+        return views
 
 
 @dataclass
@@ -317,7 +329,8 @@ class IncrementalInference:
         else:
             n, (keys_t, values) = n_keys, store.up_to(n_keys)
             index = index[..., :n].expand(batch, q, n).reshape(rows, n).expand(heads, rows, n)
-        work = store.workspaces.get((batch, q, n)) or self._add_workspace(store, tokens, n)
+        work = store.workspaces.get((batch, q)) or self._add_workspace(store, tokens)
+        scores, scores_by_env = work.scores(n)
         cache_blocked = ~store.key_valid[None, :, None, :n] if cfg.mem_len else None
         residual_scale = 2.0 if cfg.double_residual else 1.0
         keep_inputs = store.layer_inputs is not None
@@ -329,12 +342,12 @@ class IncrementalInference:
                 by_head = hidden.expand(3 * heads, rows, d_model)
                 th.baddbmm(layer.qkv_bias_by_head, by_head, layer.qkv_weight_by_head, out=work.projected)
             th.baddbmm(layer.position_offsets, work.query, layer.relative_keys, alpha=layer.scale, out=work.positions)
-            th.gather(work.positions, -1, index, out=work.scores)
+            th.gather(work.positions, -1, index, out=scores)
             store.write(layer_id, work.key_value, hidden.view(batch, q, d_model) if keep_inputs else None, slots)
             if cache_blocked is not None:  # empty cache slots
-                work.scores.view(heads, batch, q, n).masked_fill_(cache_blocked, float("-inf"))
-            work.scores_by_env.baddbmm_(work.query_by_env, keys_t[layer_id], alpha=layer.scale)
-            th.bmm(work.scores_by_env.softmax(-1), values[layer_id], out=work.by_head)
+                scores.view(heads, batch, q, n).masked_fill_(cache_blocked, float("-inf"))
+            scores_by_env.baddbmm_(work.query_by_env, keys_t[layer_id], alpha=layer.scale)
+            th.bmm(scores_by_env.softmax(-1), values[layer_id], out=work.by_head)
             if work.side_by_side is not None:
                 work.side_by_side[0].copy_(work.side_by_side[1])
             hidden = th.addmm(hidden, work.attended, layer.out_weight, beta=residual_scale)
@@ -343,10 +356,10 @@ class IncrementalInference:
                 hidden = layer.feed_forward(hidden)
         return hidden.view(batch, q, d_model)
 
-    def _add_workspace(self, store: SlotStore, tokens: th.Tensor, n_keys: int) -> _Workspace:
+    def _add_workspace(self, store: SlotStore, tokens: th.Tensor) -> _Workspace:
         cfg, n_positions = self.config, self.transformer.distance_range[1] - self.transformer.distance_range[0] + 2
-        work = _Workspace.like(tokens, cfg.n_heads, cfg.d_head, n_keys, n_positions)
-        store.workspaces[tokens.shape[0], tokens.shape[1], n_keys] = work
+        work = _Workspace.like(tokens, cfg.n_heads, cfg.d_head, self.n_slots, n_positions)
+        store.workspaces[tokens.shape[0], tokens.shape[1]] = work
         return work
 
     def _fold_sources(self) -> tuple[list[tuple[nn.Module, str]], list[tuple[nn.Module, str]]]:
