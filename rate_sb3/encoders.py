@@ -215,7 +215,7 @@ class CategoricalHead(nn.Module):
         if deterministic:
             return logits.argmax(-1)
         # Gumbel-max: distributed as a Categorical's sample, at a sixth of its cost for a few envs
-        return (logits - th.empty_like(logits).exponential_().log()).argmax(-1)
+        return logits.sub_(th.empty_like(logits).exponential_().log_()).argmax(-1)
 
     def mode(self, hidden: th.Tensor) -> th.Tensor:
         return self.linear(hidden).argmax(-1)
