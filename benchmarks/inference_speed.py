@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import matplotlib
 import numpy as np
 import torch as th
 from common import INFERENCE_ARCHITECTURE, RESULTS, add_timing_arguments, machine_info, observation_batch, write_result
@@ -35,9 +34,6 @@ from rate_sb3.attention import KeyValueStore
 from rate_sb3.evaluate import evaluate
 from rate_sb3.policies import RATEPolicy
 from rate_sb3.stepping import RATEState
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 FLATNESS_POINTS = (100, 1000, 9000)
 BLOCK = 10  # flatness points take turns every BLOCK calls
@@ -284,6 +280,11 @@ def long_evaluation(model: RATE, n_episodes: int, target_episodes: int = 100) ->
 
 # ------------------------------------------------------------------------------------------------- plot
 def plot(result: dict, path: Path) -> None:
+    import matplotlib  # only for the plot: the tests load this module without the bench extra
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for n_envs, part in result["incremental_vs_recompute"].items():
         for method, style in (("incremental", "-"), ("recompute", "--")):
