@@ -21,7 +21,7 @@ one matrix product viewed head first and the heads leave through another, so tha
 arithmetic calls and a few views. The store of a state's buffers (:class:`SlotStore`) is kept between calls
 with its attention views and the views that each step's keys and values are copied into; with one env the
 queries attend all slots through them, at no cost in calls. The products write into outputs that the store
-keeps for each shape of call (:class:`_Workspace`), through views made once.
+keeps for each number of rows and tokens per call (:class:`_Workspace`), through views made once.
 """
 
 from __future__ import annotations
