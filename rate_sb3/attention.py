@@ -187,8 +187,9 @@ class KeyValueStore:
             if self.layer_inputs is not None:
                 self.layer_inputs[layer] = th.cat([self.layer_inputs[layer], hidden], dim=1)
             return
-        heads, d_head = 2 * key_value.shape[1], key_value.shape[-1]
-        self.key_values[layer].view(heads, -1, d_head).index_copy_(1, slots, key_value.reshape(heads, -1, d_head))
+        key_and_value_heads, d_head = 2 * key_value.shape[1], key_value.shape[-1]
+        flat = (key_and_value_heads, -1, d_head)
+        self.key_values[layer].view(flat).index_copy_(1, slots, key_value.reshape(flat))
         if self.layer_inputs is not None:
             inputs = self.layer_inputs[layer]
             inputs.view(-1, inputs.shape[-1]).index_copy_(0, slots, hidden.flatten(0, 1))

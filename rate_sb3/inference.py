@@ -212,6 +212,8 @@ class IncrementalInference:
         self.transformer, self.config, k = transformer, transformer.config, transformer.config.segment_len
         self.n_slots = self.config.mem_len + self.config.n_tokens + 1
         self.scratch_slot = self.config.mem_len + self.config.n_mem_tokens  # also phase 0's first step slot
+        lowest, highest = transformer.distance_range
+        self._blocked_position = highest - lowest + 1  # the -inf column after the relative-position scores
         # per phase: the step's first slot, and the slots up to its observation (the last its tokens see)
         self._step_slots = [(self.scratch_slot + 3 * phase, self._step_keys(phase)) for phase in range(k)]
         self._patterns: _Patterns | None = None
@@ -357,8 +359,8 @@ class IncrementalInference:
         return hidden.view(batch, q, d_model)
 
     def _add_workspace(self, store: SlotStore, tokens: th.Tensor) -> _Workspace:
-        cfg, n_positions = self.config, self.transformer.distance_range[1] - self.transformer.distance_range[0] + 2
-        work = _Workspace.like(tokens, cfg.n_heads, cfg.d_head, self.n_slots, n_positions)
+        cfg = self.config
+        work = _Workspace.like(tokens, cfg.n_heads, cfg.d_head, self.n_slots, self._blocked_position + 1)
         store.workspaces[tokens.shape[0], tokens.shape[1]] = work
         return work
 
@@ -418,7 +420,7 @@ class IncrementalInference:
         def index(query_idx: th.Tensor) -> th.Tensor:
             allowed = attention_allowed(query_idx, key_idx, m, 3 * k)
             pattern = AttentionPattern.of(query_idx, key_idx, allowed, lowest, highest)
-            return pattern.distance_index.masked_fill(pattern.blocked, highest - lowest + 1)
+            return pattern.distance_index.masked_fill(pattern.blocked, self._blocked_position)
 
         step = index(step_idx)
         step_by_phase = [step[phase : phase + 1] for phase in range(k)]

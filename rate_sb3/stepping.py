@@ -81,11 +81,11 @@ class SegmentStepper:
 
     def restart(self, state: RATEState, starts: np.ndarray) -> None:
         """Begin an episode in the envs where ``starts`` (n,) is True: step 0, initial memory, empty cache."""
-        rows = th.as_tensor(starts, device=state.memory.device)
+        restarting = th.as_tensor(starts, device=state.memory.device)
         state.step[starts] = 0
-        state.memory[rows] = self.inference.transformer.initial_memory.to(state.memory.dtype)
+        state.memory[restarting] = self.inference.transformer.initial_memory.to(state.memory.dtype)
         if self.config.mem_len:
-            state.key_valid[rows, : self.config.mem_len] = False
+            state.key_valid[restarting, : self.config.mem_len] = False
 
     def advance(self, state: RATEState, tokens: th.Tensor) -> th.Tensor:
         """Run each env's step tokens [a_{s-1}, R_s, o_s] (n, 3, d) at its phase s, after ending and beginning
