@@ -162,7 +162,7 @@ class KeyValueStore:
     """Per-layer keys and values (2, H, B, S, dh) that queries attend to, with each key's index in X and validity.
 
     In training all tokens of a segment arrive at once and are appended; in inference the store is
-    preallocated and tokens are written in place (:class:`rate_sb3.inference.SlotStore`).
+    preallocated and tokens are written in place (:class:`rate_sb3.slot_store.SlotStore`).
     """
 
     def __init__(

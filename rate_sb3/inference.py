@@ -21,7 +21,7 @@ one matrix product viewed head first and the heads leave through another, so tha
 arithmetic calls and a few views. The store of a state's buffers (:class:`SlotStore`) is kept between calls
 with its attention views and the views that each step's keys and values are copied into; with one env the
 queries attend all slots through them, at no cost in calls. The products write into outputs that the store
-keeps for each number of rows and tokens per call (:class:`_Workspace`), through views made once.
+keeps for each number of rows and tokens per call (:class:`Workspace`), through views made once.
 """
 
 from __future__ import annotations
@@ -35,158 +35,12 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-from rate_sb3.attention import AttentionPattern, KeyValueStore, attention_allowed
+from rate_sb3.attention import AttentionPattern, attention_allowed
 from rate_sb3.derived import DerivedWeights
 from rate_sb3.model import RATETransformer
+from rate_sb3.slot_store import SlotPatterns, SlotStore, Workspace
 
 _STEP_TOKENS = np.arange(3)  # a step's tokens fill consecutive slots
-
-
-@dataclass
-class _Patterns:
-    """Where each query of a call finds its keys' relative-position scores: a (1 or B, queries, S) index into
-    the distances of :attr:`RATETransformer.distance_range`, or the ``-inf`` column after them (blocked keys,
-    and slots not written yet)."""
-
-    key_idx: th.Tensor  # (S,) X index of each slot's token (cache: negative; scratch: n_tokens, never attended)
-    read: th.Tensor  # (1, m, S)
-    step: th.Tensor  # (K, 3, S) by phase
-    step_by_phase: list[th.Tensor]  # views of each phase's (1, 3, S)
-    read_and_first_step: th.Tensor  # (1, m + 3, S): the read tokens and phase 0's step in one call
-    end: th.Tensor  # (1, 1 + m, S)
-    x_slots: th.Tensor  # (n_tokens,) slot of each token of X
-
-
-class SlotStore(KeyValueStore):
-    """An inference store over preallocated buffers (shaped as :meth:`IncrementalInference.empty_buffers`
-    makes them), with views of their keys and values for the attention and the patterns of its slots.
-
-    Layer inputs are kept when their buffer has slots (a hidden-state cache). ``steps`` (first slot, K): the
-    slots of the segment's K steps, 3 each, whose views are made up front (None: every view when first used).
-    """
-
-    def __init__(
-        self,
-        key_values: th.Tensor,
-        layer_inputs: th.Tensor,
-        key_valid: th.Tensor,
-        patterns: _Patterns,
-        steps: tuple[int, int] | None,
-    ) -> None:
-        layers = key_values.unbind()
-        kept_inputs = list(layer_inputs.unbind()) if layer_inputs.shape[-2] else None
-        super().__init__(list(layers), patterns.key_idx, key_valid, kept_inputs)
-        self.buffers = (key_values, layer_inputs, key_valid)  # the store is handed out again for these
-        self.patterns = patterns
-        n_slots, d_head = key_values.shape[-2:]
-        by_head_and_row = [layer.view(2, -1, n_slots, d_head).unbind() for layer in layers]  # views: writes show
-        self.keys_t = [keys.transpose(1, 2) for keys, _ in by_head_and_row]  # (H B, dh, S) per layer
-        self.values = [values for _, values in by_head_and_row]  # (H B, S, dh) per layer
-        self._prefixes: dict[int, tuple[list[th.Tensor], list[th.Tensor]]] = {}  # by number of slots: up_to's
-        # per slot range (first slot, n): each layer's keys and values there, and its layer inputs when kept
-        self._key_value_views = self._step_views(self.key_values, 3, *steps) if steps else {}
-        self._input_views = self._step_views(self.layer_inputs, 1, *steps) if steps and self.layer_inputs else {}
-        self.workspaces: dict[tuple[int, int], _Workspace] = {}  # by rows and tokens per row
-
-    def write(self, layer: int, key_value: th.Tensor, hidden: th.Tensor | None, slots: int | th.Tensor) -> None:
-        """As :meth:`KeyValueStore.write`, with ``slots`` an int as well: every row's n tokens go to the slots
-        from there on, through views kept for each slot range (indexing with slices costs more than the copy)."""
-        if not isinstance(slots, int):
-            super().write(layer, key_value, hidden, slots)
-            return
-        where = (slots, key_value.shape[3])
-        views = self._key_value_views.get(where) or self._add_views(*where)
-        views[layer].copy_(key_value)
-        if self.layer_inputs is not None:
-            self._input_views[where][layer].copy_(hidden)
-
-    def up_to(self, n_slots: int) -> tuple[list[th.Tensor], list[th.Tensor]]:
-        """Each layer's transposed keys (H B, dh, n) and values (H B, n, dh) of the first ``n_slots`` slots."""
-        views = self._prefixes.get(n_slots)
-        if views is None:
-            views = self._prefixes[n_slots] = (
-                [keys[..., :n_slots] for keys in self.keys_t],
-                [values[:, :n_slots] for values in self.values],
-            )
-        return views
-
-    @staticmethod
-    def _step_views(buffers: list[th.Tensor], slot_dim: int, first: int, n_steps: int) -> dict:
-        """The views of every step's 3 slots in each buffer, made with one call per buffer (slicing each costs
-        more: a fresh state's store makes them all)."""
-        by_buffer = [
-            buffer.narrow(slot_dim, first, 3 * n_steps).unflatten(slot_dim, (n_steps, 3)).unbind(slot_dim)
-            for buffer in buffers
-        ]
-        return dict(zip([(first + 3 * step, 3) for step in range(n_steps)], zip(*by_buffer)))
-
-    def _add_views(self, start: int, n: int) -> tuple[th.Tensor, ...]:
-        """Make and keep the views of slots ``start`` to ``start + n``; returns each layer's keys and values ones."""
-        slots = slice(start, start + n)
-        views = self._key_value_views[start, n] = tuple(layer[:, :, :, slots] for layer in self.key_values)
-        if self.layer_inputs is not None:
-            self._input_views[start, n] = tuple(layer[:, slots] for layer in self.layer_inputs)
-        return views
-
-
-@dataclass
-class _Workspace:
-    """Preallocated outputs of :meth:`IncrementalInference._attend` for B rows of q tokens, which its layers share,
-    and their views (each costs a PyTorch call, so they are made once).
-
-    One env's queries, keys and values come from one row-major product viewed head first, and the heads' outputs
-    are written side by side through a view. Several envs' come from a head-first product, so that each env's
-    queries lie together for its content scores, and their outputs are copied side by side. The scores of
-    calls that see n slots fill the front of one buffer, whatever n is, so that calls at every phase of a segment
-    reuse the same memory.
-    """
-
-    projected: th.Tensor  # one env: (q, 3 H dh); several: (3 H, B q, dh)
-    query: th.Tensor  # (H, B q, dh) view of ``projected``
-    query_by_env: th.Tensor  # (H B, q, dh) the same queries, each env's together
-    key_value: th.Tensor  # (2, H, B, q, dh) view of ``projected``
-    positions: th.Tensor  # (H, B q, P + 1) relative-position scores
-    by_head: th.Tensor  # (H B, q, dh) each head's outputs (one env: a view of ``attended``)
-    attended: th.Tensor  # (B q, H dh) the heads' outputs side by side
-    side_by_side: tuple[th.Tensor, th.Tensor] | None  # several envs: views of ``attended`` and ``by_head`` to copy
-    score_memory: th.Tensor  # (H B q S) flat
-    score_views: dict[int, tuple[th.Tensor, th.Tensor]]  # by number of slots seen: :meth:`scores`'s
-
-    @classmethod
-    def like(cls, tokens: th.Tensor, heads: int, d_head: int, n_slots: int, n_positions: int) -> _Workspace:
-        batch, q = tokens.shape[:2]
-        rows = batch * q
-        if batch == 1:
-            projected = tokens.new_empty(q, 3 * heads, d_head)
-            head_first, attended = projected.transpose(0, 1), tokens.new_empty(q, heads, d_head)
-            by_head, side_by_side, projected = attended.transpose(0, 1), None, projected.view(q, -1)
-        else:
-            projected = head_first = tokens.new_empty(3 * heads, rows, d_head)
-            by_head, attended = tokens.new_empty(heads * batch, q, d_head), tokens.new_empty(rows, heads, d_head)
-            side_by_side = attended.transpose(0, 1), by_head.view(heads, rows, d_head)
-        query = head_first[:heads]
-        return cls(
-            projected=projected,
-            query=query,
-            query_by_env=query.view(heads * batch, q, d_head),
-            key_value=head_first[heads:].view(2, heads, batch, q, d_head),
-            positions=tokens.new_empty(heads, rows, n_positions),
-            by_head=by_head,
-            attended=attended.view(rows, -1),
-            side_by_side=side_by_side,
-            score_memory=tokens.new_empty(heads * rows * n_slots),
-            score_views={},
-        )
-
-    def scores(self, n_keys: int) -> tuple[th.Tensor, th.Tensor]:
-        """The scores of queries that see ``n_keys`` slots, (H, B q, n), and the same viewed (H B, q, n)."""
-        views = self.score_views.get(n_keys)
-        if views is None:
-            heads_and_envs, q = self.query_by_env.shape[:2]
-            heads, rows = self.query.shape[:2]
-            scores = self.score_memory[: heads * rows * n_keys].view(heads, rows, n_keys)
-            views = self.score_views[n_keys] = scores, scores.view(heads_and_envs, q, n_keys)
-        return views
 
 
 @dataclass
@@ -216,7 +70,7 @@ class IncrementalInference:
         self._blocked_position = highest - lowest + 1  # the -inf column after the relative-position scores
         # per phase: the step's first slot, and the slots up to its observation (the last its tokens see)
         self._step_slots = [(self.scratch_slot + 3 * phase, self._step_keys(phase)) for phase in range(k)]
-        self._patterns: _Patterns | None = None
+        self._patterns: SlotPatterns | None = None
         self._last_store: SlotStore | None = None
         computed, viewed = self._fold_sources()
         self._folded_layers = DerivedWeights(computed, self._fold_layers, viewed)
@@ -358,9 +212,9 @@ class IncrementalInference:
                 hidden = layer.feed_forward(hidden)
         return hidden.view(batch, q, d_model)
 
-    def _add_workspace(self, store: SlotStore, tokens: th.Tensor) -> _Workspace:
+    def _add_workspace(self, store: SlotStore, tokens: th.Tensor) -> Workspace:
         cfg = self.config
-        work = _Workspace.like(tokens, cfg.n_heads, cfg.d_head, self.n_slots, self._blocked_position + 1)
+        work = Workspace.like(tokens, cfg.n_heads, cfg.d_head, self.n_slots, self._blocked_position + 1)
         store.workspaces[tokens.shape[0], tokens.shape[1]] = work
         return work
 
@@ -402,12 +256,12 @@ class IncrementalInference:
         """The slots up to the observation of a step at ``phase``, the last its tokens can see."""
         return self.scratch_slot + 3 * phase + 3
 
-    def _patterns_on(self, device: th.device) -> _Patterns:
+    def _patterns_on(self, device: th.device) -> SlotPatterns:
         if self._patterns is None or self._patterns.key_idx.device != device:
             self._patterns = self._build_patterns(device)
         return self._patterns
 
-    def _build_patterns(self, device: th.device) -> _Patterns:
+    def _build_patterns(self, device: th.device) -> SlotPatterns:
         cfg, m, k = self.config, self.config.n_mem_tokens, self.config.segment_len
         x_idx = th.arange(cfg.n_tokens, device=device)
         scratch = th.tensor([cfg.n_tokens], device=device)
@@ -427,4 +281,4 @@ class IncrementalInference:
         read = index(x_idx[:m])[None]
         read_and_first_step = th.cat([read, step_by_phase[0]], dim=1)
         end = index(x_idx[m + 3 * k - 1 :])[None]
-        return _Patterns(key_idx, read, step, step_by_phase, read_and_first_step, end, self._slots(x_idx))
+        return SlotPatterns(key_idx, read, step, step_by_phase, read_and_first_step, end, self._slots(x_idx))

@@ -15,7 +15,8 @@ import torch as th
 from torch import nn
 
 from rate_sb3.derived import DerivedWeights
-from rate_sb3.inference import IncrementalInference, SlotStore
+from rate_sb3.inference import IncrementalInference
+from rate_sb3.slot_store import SlotStore
 
 
 class RATEState(NamedTuple):
